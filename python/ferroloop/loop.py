@@ -1,0 +1,347 @@
+"""The event loop: ``ferroloop.Loop``.
+
+The native base ``LoopCore`` holds the ready queue, timers, fd watchers and
+the poll. This class adds what runs once per loop or once per call to a rare
+API: running until a future completes, the exception handler, the default
+executor, async-generator hooks, and the ``sock_*`` / resolver / signal
+families from their own modules.
+"""
+
+import asyncio
+import concurrent.futures
+import os
+import sys
+import threading
+import traceback
+import warnings
+import weakref
+
+from asyncio import events, futures, tasks
+from asyncio.log import logger
+
+from ._ferroloop import LoopCore
+from .resolver import ResolverMixin
+from .signals import SignalMixin
+from .sock import SockMixin
+
+
+def _run_until_complete_cb(fut):
+    if not fut.cancelled():
+        exc = fut.exception()
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            # run_forever() will see it too; stopping here would lose it.
+            return
+    fut.get_loop().stop()
+
+
+def _debug_from_environment():
+    return sys.flags.dev_mode or (
+        not sys.flags.ignore_environment and bool(os.environ.get('PYTHONASYNCIODEBUG')))
+
+
+class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, asyncio.AbstractEventLoop):
+    """asyncio's event loop, with its core in Rust."""
+
+    def __init__(self):
+        self._exception_handler = None
+        self._task_factory = None
+        self._default_executor = None
+        self._executor_shutdown_called = False
+        self._asyncgens = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth = None
+        self._signal_handlers = {}
+        self.set_debug(_debug_from_environment())
+
+    def __repr__(self):
+        return (f'<{self.__class__.__name__} running={self.is_running()} '
+                f'closed={self.is_closed()} debug={self.get_debug()}>')
+
+    # -- running -----------------------------------------------------------
+
+    def _check_closed(self):
+        if self.is_closed():
+            raise RuntimeError('Event loop is closed')
+
+    def _check_running(self):
+        if self.is_running():
+            raise RuntimeError('This event loop is already running')
+        if events._get_running_loop() is not None:
+            raise RuntimeError(
+                'Cannot run the event loop while another loop is running')
+
+    def run_forever(self):
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self.get_debug())
+        old_agen_hooks = sys.get_asyncgen_hooks()
+        try:
+            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                                   finalizer=self._asyncgen_finalizer_hook)
+            events._set_running_loop(self)
+            self._run()
+        finally:
+            events._set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            sys.set_asyncgen_hooks(*old_agen_hooks)
+
+    def run_until_complete(self, future):
+        self._check_closed()
+        self._check_running()
+        new_task = not futures.isfuture(future)
+        future = tasks.ensure_future(future, loop=self)
+        if new_task:
+            # Its exception reaches the caller; no "never retrieved" warning.
+            future._log_destroy_pending = False
+        future.add_done_callback(_run_until_complete_cb)
+        try:
+            self.run_forever()
+        except BaseException:
+            if new_task and future.done() and not future.cancelled():
+                future.exception()  # consumed: the caller has no handle on the task
+            raise
+        finally:
+            future.remove_done_callback(_run_until_complete_cb)
+        if not future.done():
+            raise RuntimeError('Event loop stopped before Future completed.')
+        return future.result()
+
+    def close(self):
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        if self.get_debug():
+            logger.debug("Close %r", self)
+        if not sys.is_finalizing():
+            for sig in list(self._signal_handlers):
+                self.remove_signal_handler(sig)
+        elif self._signal_handlers:
+            warnings.warn(f"Closing the loop {self!r} on interpreter shutdown "
+                          f"stage, skipping signal handlers removal",
+                          ResourceWarning, source=self)
+            self._signal_handlers.clear()
+        self._close_core()
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+
+    def __del__(self, _warn=warnings.warn):
+        try:
+            closed = self.is_closed()
+        except AttributeError:
+            return
+        if not closed:
+            _warn(f"unclosed event loop {self!r}", ResourceWarning, source=self)
+            if not self.is_running():
+                self.close()
+
+    def _set_coroutine_origin_tracking(self, enabled):
+        if bool(enabled) == bool(self._coroutine_origin_tracking_enabled):
+            return
+        if enabled:
+            self._coroutine_origin_tracking_saved_depth = (
+                sys.get_coroutine_origin_tracking_depth())
+            sys.set_coroutine_origin_tracking_depth(
+                asyncio.coroutines._DEBUG_STACK_DEPTH
+                if hasattr(asyncio.coroutines, '_DEBUG_STACK_DEPTH') else 10)
+        else:
+            sys.set_coroutine_origin_tracking_depth(
+                self._coroutine_origin_tracking_saved_depth)
+        self._coroutine_origin_tracking_enabled = enabled
+
+    # -- watching file descriptors -------------------------------------------
+
+    def add_reader(self, fd, callback, *args):
+        self._add_reader(fd, callback, *args)
+
+    def remove_reader(self, fd):
+        return self._remove_reader(fd)
+
+    def add_writer(self, fd, callback, *args):
+        self._add_writer(fd, callback, *args)
+
+    def remove_writer(self, fd):
+        return self._remove_writer(fd)
+
+    # -- tasks -------------------------------------------------------------
+
+    def create_task(self, coro, *, name=None, context=None):
+        self._check_closed()
+        if self._task_factory is None:
+            task = tasks.Task(coro, loop=self, name=name, context=context)
+            if task._source_traceback:
+                del task._source_traceback[-1]
+            return task
+        if context is None:
+            task = self._task_factory(self, coro)
+        else:
+            task = self._task_factory(self, coro, context=context)
+        if name is not None:
+            try:
+                task.set_name(name)
+            except AttributeError:
+                pass
+        return task
+
+    def set_task_factory(self, factory):
+        if factory is not None and not callable(factory):
+            raise TypeError('task factory must be a callable or None')
+        self._task_factory = factory
+
+    def get_task_factory(self):
+        return self._task_factory
+
+    # -- async generators ----------------------------------------------------
+
+    def _asyncgen_firstiter_hook(self, agen):
+        if self._asyncgens_shutdown_called:
+            warnings.warn(
+                f"asynchronous generator {agen!r} was scheduled after "
+                f"loop.shutdown_asyncgens() call",
+                ResourceWarning, source=self)
+        self._asyncgens.add(agen)
+
+    def _asyncgen_finalizer_hook(self, agen):
+        self._asyncgens.discard(agen)
+        if not self.is_closed():
+            self.call_soon_threadsafe(self.create_task, agen.aclose())
+
+    async def shutdown_asyncgens(self):
+        self._asyncgens_shutdown_called = True
+        if not len(self._asyncgens):
+            return
+        agens = list(self._asyncgens)
+        self._asyncgens.clear()
+        results = await tasks.gather(*[ag.aclose() for ag in agens],
+                                     return_exceptions=True)
+        for result, agen in zip(results, agens):
+            if isinstance(result, Exception):
+                self.call_exception_handler({
+                    'message': f'an error occurred during closing of '
+                               f'asynchronous generator {agen!r}',
+                    'exception': result,
+                    'asyncgen': agen,
+                })
+
+    # -- executor ------------------------------------------------------------
+
+    def _check_default_executor(self):
+        if self._executor_shutdown_called:
+            raise RuntimeError('Executor shutdown has been called')
+
+    def run_in_executor(self, executor, func, *args):
+        self._check_closed()
+        if self.get_debug():
+            from ._debug import check_callback
+            check_callback(func, 'run_in_executor')
+        if executor is None:
+            executor = self._default_executor
+            self._check_default_executor()
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(
+                    thread_name_prefix='asyncio')
+                self._default_executor = executor
+        return futures.wrap_future(executor.submit(func, *args), loop=self)
+
+    def set_default_executor(self, executor):
+        if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
+            raise TypeError('executor must be ThreadPoolExecutor')
+        self._default_executor = executor
+
+    async def shutdown_default_executor(self, timeout=None):
+        self._executor_shutdown_called = True
+        if self._default_executor is None:
+            return
+        future = self.create_future()
+        thread = threading.Thread(target=self._do_shutdown, args=(future,))
+        thread.start()
+        try:
+            if timeout is None:
+                await future
+            else:
+                await tasks.wait_for(asyncio.shield(future), timeout)
+        except asyncio.TimeoutError:
+            warnings.warn("The executor did not finishing joining "
+                          f"its threads within {timeout} seconds.",
+                          RuntimeWarning, stacklevel=2)
+            self._default_executor.shutdown(wait=False)
+        else:
+            thread.join()
+
+    def _do_shutdown(self, future):
+        try:
+            self._default_executor.shutdown(wait=True)
+            if not self.is_closed():
+                self.call_soon_threadsafe(futures._set_result_unless_cancelled,
+                                          future, None)
+        except Exception as ex:
+            if not self.is_closed() and not future.cancelled():
+                self.call_soon_threadsafe(future.set_exception, ex)
+
+    # -- errors ----------------------------------------------------------------
+
+    def get_exception_handler(self):
+        return self._exception_handler
+
+    def set_exception_handler(self, handler):
+        if handler is not None and not callable(handler):
+            raise TypeError(f'A callable object or None is expected, '
+                            f'got {handler!r}')
+        self._exception_handler = handler
+
+    def default_exception_handler(self, context):
+        message = context.get('message') or 'Unhandled exception in event loop'
+        exception = context.get('exception')
+        if exception is not None:
+            exc_info = (type(exception), exception, exception.__traceback__)
+        else:
+            exc_info = False
+        current = self._current_handle
+        if ('source_traceback' not in context and current is not None
+                and current._source_traceback):
+            context['handle_traceback'] = current._source_traceback
+        lines = [message]
+        for key in sorted(context):
+            if key in {'message', 'exception'}:
+                continue
+            value = context[key]
+            if key in ('source_traceback', 'handle_traceback'):
+                what = 'Object' if key == 'source_traceback' else 'Handle'
+                value = (f'{what} created at (most recent call last):\n'
+                         + ''.join(traceback.format_list(value)).rstrip())
+            else:
+                value = repr(value)
+            lines.append(f'{key}: {value}')
+        logger.error('\n'.join(lines), exc_info=exc_info)
+
+    def call_exception_handler(self, context):
+        if self._exception_handler is None:
+            try:
+                self.default_exception_handler(context)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error('Exception in default exception handler',
+                             exc_info=True)
+            return
+        try:
+            self._exception_handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            try:
+                self.default_exception_handler({
+                    'message': 'Unhandled error in exception handler',
+                    'exception': exc,
+                    'context': context,
+                })
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException:
+                logger.error('Exception in default exception handler '
+                             'while handling an unexpected error '
+                             'in custom exception handler',
+                             exc_info=True)

@@ -1,0 +1,100 @@
+"""Address resolution: ``getaddrinfo`` / ``getnameinfo``.
+
+A numeric host (``'127.0.0.1'``, ``'::1'``) needs no resolver, so it is
+answered by ``socket.getaddrinfo`` on the spot — the very same results, no
+thread hop. Anything that may touch DNS or NSS goes to the default executor,
+as asyncio does.
+"""
+
+import socket
+
+
+from asyncio.log import logger
+
+_NUMERIC_PORT_TYPES = (int, type(None))
+
+
+def _is_numeric_host(host):
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        try:
+            host = host.decode('ascii')
+        except UnicodeDecodeError:
+            return False
+    if not isinstance(host, str) or '%' in host:
+        return False
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return True
+        except (OSError, ValueError):
+            pass
+    return False
+
+
+def _is_numeric_port(port):
+    if isinstance(port, _NUMERIC_PORT_TYPES):
+        return True
+    if isinstance(port, (str, bytes)):
+        return port.isdigit()
+    return False
+
+
+def is_numeric(host, port):
+    """True when ``getaddrinfo(host, port)`` cannot block on a lookup."""
+    return _is_numeric_port(port) and _is_numeric_host(host)
+
+
+class ResolverMixin:
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        if not self.get_debug() and is_numeric(host, port):
+            return socket.getaddrinfo(host, port, family, type, proto, flags)
+        func = self._getaddrinfo_debug if self.get_debug() else socket.getaddrinfo
+        return await self.run_in_executor(None, func, host, port, family, type, proto, flags)
+
+    def _getaddrinfo_debug(self, host, port, family, type, proto, flags):
+        msg = [f"{host}:{port!r}"]
+        if family:
+            msg.append(f'family={family!r}')
+        if type:
+            msg.append(f'type={type!r}')
+        if proto:
+            msg.append(f'proto={proto!r}')
+        if flags:
+            msg.append(f'flags={flags!r}')
+        msg = ', '.join(msg)
+        logger.debug('Get address info %s', msg)
+        t0 = self.time()
+        addrinfo = socket.getaddrinfo(host, port, family, type, proto, flags)
+        dt = self.time() - t0
+        msg = f'Getting address info {msg} took {dt * 1e3:.3f}ms: {addrinfo!r}'
+        if dt >= self.slow_callback_duration:
+            logger.info(msg)
+        else:
+            logger.debug(msg)
+        return addrinfo
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        numeric = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+        if flags & numeric == numeric:
+            return socket.getnameinfo(sockaddr, flags)
+        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+    async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM,
+                               proto=0, flags=0):
+        host, port = address[:2]
+        if is_numeric(host, port) and host is not None:
+            infos = socket.getaddrinfo(host, port, family, type, proto,
+                                       flags | socket.AI_NUMERICHOST)
+            if len(address) > 2 and infos and infos[0][0] == socket.AF_INET6:
+                # Keep the caller's flowinfo and scope id.
+                fam, typ, pro, canon, sa = infos[0]
+                return [(fam, typ, pro, canon, (sa[0], sa[1]) + tuple(address[2:]))]
+            return infos
+        return await self.getaddrinfo(host, port, family=family, type=type,
+                                      proto=proto, flags=flags)
+
+
+

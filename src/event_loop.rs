@@ -1,0 +1,581 @@
+//! The loop core: ready queue, timer heap, fd watchers and the poll, and the
+//! iteration that ties them together (asyncio's `BaseEventLoop._run_once`).
+//!
+//! The Python class `ferroloop.Loop` subclasses this and adds the once-per-loop
+//! and once-per-connection parts of the API in Python.
+
+use crate::gil_cell::GilCell;
+use crate::handle::{Handle, RunError};
+use crate::poller::{self, Events, Poller, READABLE, WRITABLE};
+use crate::timer_heap::TimerHeap;
+use crate::waker::Waker;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyInt, PyTuple};
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// asyncio never sleeps longer than a day in one poll.
+const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+
+static FUTURE_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static DEBUG_HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// `time.monotonic()`, computed the way CPython computes it.
+pub fn monotonic() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let ns = ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64;
+    ns as f64 / 1e9
+}
+
+fn clock_resolution() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+fn thread_ident() -> u64 {
+    unsafe { ffi::PyThread_get_thread_ident() as u64 }
+}
+
+fn closed_error() -> PyErr {
+    PyRuntimeError::new_err("Event loop is closed")
+}
+
+/// selectors' `_fileobj_to_fd`: an int, or an object with `fileno()`.
+pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    let fd: i64 = if obj.is_instance_of::<PyInt>() {
+        obj.extract()?
+    } else {
+        let invalid = || PyValueError::new_err(format!("Invalid file object: {}", obj.repr().map(|r| r.to_string()).unwrap_or_default()));
+        let fileno = obj.call_method0("fileno").map_err(|e| {
+            let py = obj.py();
+            if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py)
+                || e.is_instance_of::<PyTypeError>(py)
+                || e.is_instance_of::<PyValueError>(py)
+            {
+                invalid()
+            } else {
+                e
+            }
+        })?;
+        let as_int = obj.py().get_type::<PyInt>().call1((fileno,)).map_err(|_| invalid())?;
+        as_int.extract()?
+    };
+    if fd < 0 {
+        return Err(PyValueError::new_err(format!("Invalid file descriptor: {}", fd)));
+    }
+    RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF).into())
+}
+
+/// What one fd is watched for: asyncio's (reader, writer) selector key data.
+#[derive(Default)]
+struct FdWatch {
+    reader: Option<Py<Handle>>,
+    writer: Option<Py<Handle>>,
+}
+
+impl FdWatch {
+    fn interest(&self) -> u8 {
+        (if self.reader.is_some() { READABLE } else { 0 }) | (if self.writer.is_some() { WRITABLE } else { 0 })
+    }
+
+    fn slot(&mut self, dir: u8) -> &mut Option<Py<Handle>> {
+        if dir == READABLE {
+            &mut self.reader
+        } else {
+            &mut self.writer
+        }
+    }
+}
+
+#[pyclass(frozen, subclass, weakref, module = "ferroloop._ferroloop")]
+pub struct LoopCore {
+    ready: GilCell<VecDeque<Py<Handle>>>,
+    timers: GilCell<TimerHeap<Py<Handle>>>,
+    poller: GilCell<Option<Poller>>,
+    waker: GilCell<Option<Waker>>,
+    /// Readiness buffer, lent to the poll while the GIL is released.
+    events: GilCell<Events>,
+    fds: GilCell<Vec<FdWatch>>,
+    /// True while the loop sleeps in the poll with the GIL released; a
+    /// thread-safe call only needs to write to the waker then. Set and read
+    /// under the GIL, which orders it against the ready queue.
+    polling: AtomicBool,
+    stopping: GilCell<bool>,
+    closed: GilCell<bool>,
+    debug: GilCell<bool>,
+    slow_callback_duration: GilCell<f64>,
+    thread_id: GilCell<Option<u64>>,
+    current_handle: GilCell<Option<Py<Handle>>>,
+    clock_resolution: f64,
+}
+
+impl LoopCore {
+    #[inline]
+    pub fn debug(&self, py: Python<'_>) -> bool {
+        self.debug.get(py)
+    }
+
+    /// A scheduled timer was cancelled (asyncio's `_timer_handle_cancelled`).
+    pub fn timer_cancelled(&self, py: Python<'_>) {
+        self.timers.with(py, |t| t.note_cancelled());
+    }
+
+    #[inline]
+    fn check_closed(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed.get(py) {
+            Err(closed_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn debug_helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+        DEBUG_HELPERS
+            .get_or_try_init(py, || py.import("ferroloop._debug").map(Bound::unbind))
+            .map(|m| m.bind(py))
+    }
+
+    /// Debug-mode checks asyncio makes before scheduling a callback.
+    fn debug_checks(&self, py: Python<'_>, callback: &Bound<'_, PyAny>, method: &str, thread: bool) -> PyResult<()> {
+        if thread {
+            if let Some(owner) = self.thread_id.get(py) {
+                if owner != thread_ident() {
+                    return Err(PyRuntimeError::new_err(
+                        "Non-thread-safe operation invoked on an event loop other than the current one",
+                    ));
+                }
+            }
+        }
+        Self::debug_helpers(py)?.call_method1("check_callback", (callback, method))?;
+        Ok(())
+    }
+
+    fn schedule_timer(slf: &Bound<'_, Self>, when: f64, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let h = Handle::new_timer(py, slf.clone().unbind(), when, callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
+        let this = slf.get();
+        this.timers.with(py, |t| t.push(when, h.clone_ref(py)));
+        h.get().set_scheduled(py, true);
+        Ok(h)
+    }
+
+    fn add_watch(slf: &Bound<'_, Self>, fd: RawFd, dir: u8, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        let handle = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), None)?;
+        let old = this.fds.with(py, |fds| -> io::Result<Option<Py<Handle>>> {
+            let idx = fd as usize;
+            let interest = fds.get(idx).map_or(0, FdWatch::interest) | dir;
+            this.poller.with(py, |p| p.as_mut().expect("open loop has a poller").set_interest(fd, interest))?;
+            if idx >= fds.len() {
+                fds.resize_with(idx + 1, FdWatch::default);
+            }
+            Ok(fds[idx].slot(dir).replace(handle.clone_ref(py)))
+        })?;
+        if let Some(old) = old {
+            Handle::cancel(old.bind(py))?;
+        }
+        Ok(handle)
+    }
+
+    /// Takes `dir`'s handle off `fd`, returning it (not yet cancelled).
+    fn take_watch(&self, py: Python<'_>, fd: RawFd, dir: u8) -> Option<Py<Handle>> {
+        self.fds.with(py, |fds| {
+            let w = fds.get_mut(fd as usize)?;
+            let old = w.slot(dir).take();
+            let interest = w.interest();
+            if let Some(p) = self.poller.with(py, |p| p.as_mut().map(|p| p.set_interest(fd, interest))) {
+                // Modifying an fd the user already closed fails; it is gone anyway.
+                let _ = p;
+            }
+            old
+        })
+    }
+
+    fn remove_watch(&self, py: Python<'_>, fd: RawFd, dir: u8) -> PyResult<bool> {
+        if self.closed.get(py) {
+            return Ok(false);
+        }
+        match self.take_watch(py, fd, dir) {
+            Some(h) => {
+                Handle::cancel(h.bind(py))?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Queues the watchers of one fd the poll reported ready; cancelled ones
+    /// are collected for removal, as asyncio's `_process_events` does.
+    fn dispatch_fd(&self, py: Python<'_>, fd: RawFd, mask: u8, stale: &mut Vec<(RawFd, u8)>) {
+        self.fds.with(py, |fds| {
+            let Some(w) = fds.get(fd as usize) else { return };
+            self.ready.with(py, |ready| {
+                for (dir, slot) in [(READABLE, &w.reader), (WRITABLE, &w.writer)] {
+                    if mask & dir == 0 {
+                        continue;
+                    }
+                    if let Some(h) = slot {
+                        if h.get().is_cancelled(py) {
+                            stale.push((fd, dir));
+                        } else {
+                            ready.push_back(h.clone_ref(py));
+                        }
+                    }
+                }
+            })
+        })
+    }
+
+    /// One iteration: poll, queue what became ready and what is due, run
+    /// the callbacks that were ready when the iteration began.
+    fn run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+
+        let mut dropped = Vec::new();
+        this.timers.with(py, |t| t.drop_cancelled(|h| h.get().is_cancelled(py), |h| dropped.push(h)));
+        for h in &dropped {
+            h.get().set_scheduled(py, false);
+        }
+        drop(dropped);
+
+        let timeout = if this.stopping.get(py) || this.ready.with(py, |r| !r.is_empty()) {
+            Some(Duration::ZERO)
+        } else {
+            this.timers.with(py, |t| t.peek_when()).map(|when| {
+                let t = (when - monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+                Duration::from_secs_f64(if t.is_nan() { 0.0 } else { t })
+            })
+        };
+
+        let (epfd, waker_fd) = match (
+            this.poller.with(py, |p| p.as_ref().map(Poller::raw_fd)),
+            this.waker.with(py, |w| w.as_ref().map(Waker::read_fd)),
+        ) {
+            (Some(p), Some(w)) => (p, w),
+            _ => return Err(closed_error()),
+        };
+        let mut events = this.events.with(py, std::mem::take);
+        this.polling.store(true, Ordering::SeqCst);
+        let polled = py.detach(|| poller::wait(epfd, &mut events, timeout));
+        this.polling.store(false, Ordering::SeqCst);
+        if let Err(e) = polled {
+            if e.kind() != io::ErrorKind::Interrupted {
+                this.events.with(py, |b| *b = events);
+                return Err(e.into());
+            }
+        }
+        // Run Python-level signal handlers now (SIGINT's KeyboardInterrupt),
+        // even if no Python code runs this iteration.
+        py.check_signals()?;
+
+        let mut stale = Vec::new();
+        let mut signals = Vec::new();
+        for ev in events.iter() {
+            let (fd, mask) = poller::decode(ev);
+            if fd == waker_fd {
+                this.waker.with(py, |w| w.as_ref().map(|w| w.drain(&mut signals)));
+            } else {
+                this.dispatch_fd(py, fd, mask, &mut stale);
+            }
+        }
+        this.events.with(py, |b| *b = events);
+        for (fd, dir) in stale {
+            drop(this.take_watch(py, fd, dir));
+        }
+        for sig in signals.into_iter().filter(|&s| s != 0) {
+            slf.call_method1("_handle_signal", (sig,))?;
+        }
+
+        let end = monotonic() + this.clock_resolution;
+        this.timers.with(py, |t| {
+            this.ready.with(py, |r| {
+                while let Some(h) = t.pop_due(end) {
+                    h.get().set_scheduled(py, false);
+                    r.push_back(h);
+                }
+            })
+        });
+
+        let ntodo = this.ready.with(py, |r| r.len());
+        for _ in 0..ntodo {
+            let Some(h) = this.ready.with(py, |r| r.pop_front()) else { break };
+            let hb = h.bind(py);
+            if hb.get().is_cancelled(py) {
+                continue;
+            }
+            let outcome = if this.debug.get(py) {
+                this.current_handle.replace(py, Some(h.clone_ref(py)));
+                let t0 = monotonic();
+                let outcome = Handle::run(hb);
+                let dt = monotonic() - t0;
+                this.current_handle.replace(py, None);
+                if dt >= this.slow_callback_duration.get(py) {
+                    Self::debug_helpers(py)?.call_method1("log_slow_callback", (hb, dt))?;
+                }
+                outcome
+            } else {
+                Handle::run(hb)
+            };
+            if let Err(RunError::Fatal(e)) = outcome {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let mut poller = Poller::new()?;
+        let waker = Waker::new()?;
+        poller.set_interest(waker.read_fd(), READABLE)?;
+        Ok(LoopCore {
+            ready: GilCell::new(VecDeque::new()),
+            timers: GilCell::new(TimerHeap::new()),
+            poller: GilCell::new(Some(poller)),
+            waker: GilCell::new(Some(waker)),
+            events: GilCell::new(Events::new()),
+            fds: GilCell::new(Vec::new()),
+            polling: AtomicBool::new(false),
+            stopping: GilCell::new(false),
+            closed: GilCell::new(false),
+            debug: GilCell::new(false),
+            slow_callback_duration: GilCell::new(0.1),
+            thread_id: GilCell::new(None),
+            current_handle: GilCell::new(None),
+            clock_resolution: clock_resolution(),
+        })
+    }
+
+    fn time(&self) -> f64 {
+        monotonic()
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(slf: &Bound<'_, Self>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        if this.debug.get(py) {
+            this.debug_checks(py, &callback, "call_soon", true)?;
+        }
+        let h = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
+        this.ready.with(py, |r| r.push_back(h.clone_ref(py)));
+        Ok(h)
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(slf: &Bound<'_, Self>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        if this.debug.get(py) {
+            this.debug_checks(py, &callback, "call_soon_threadsafe", false)?;
+        }
+        let h = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
+        this.ready.with(py, |r| r.push_back(h.clone_ref(py)));
+        if this.polling.load(Ordering::SeqCst) {
+            this.waker.with(py, |w| w.as_ref().map(Waker::wake));
+        }
+        Ok(h)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(slf: &Bound<'_, Self>, delay: Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        if delay.is_none() {
+            return Err(PyTypeError::new_err("delay must not be None"));
+        }
+        let delay: f64 = delay.extract()?;
+        let this = slf.get();
+        this.check_closed(py)?;
+        if this.debug.get(py) {
+            this.debug_checks(py, &callback, "call_later", true)?;
+        }
+        Self::schedule_timer(slf, monotonic() + delay, callback, args, context)
+    }
+
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(slf: &Bound<'_, Self>, when: Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        if when.is_none() {
+            return Err(PyTypeError::new_err("when cannot be None"));
+        }
+        let when: f64 = when.extract()?;
+        let this = slf.get();
+        this.check_closed(py)?;
+        if this.debug.get(py) {
+            this.debug_checks(py, &callback, "call_at", true)?;
+        }
+        Self::schedule_timer(slf, when, callback, args, context)
+    }
+
+    fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let fut = FUTURE_TYPE.import(py, "asyncio", "Future")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
+        Ok(fut.call((), Some(&kwargs))?.unbind())
+    }
+
+    fn stop(&self, py: Python<'_>) {
+        self.stopping.set(py, true);
+    }
+
+    fn is_running(&self, py: Python<'_>) -> bool {
+        self.thread_id.get(py).is_some()
+    }
+
+    fn is_closed(&self, py: Python<'_>) -> bool {
+        self.closed.get(py)
+    }
+
+    fn get_debug(&self, py: Python<'_>) -> bool {
+        self.debug.get(py)
+    }
+
+    fn set_debug(&self, py: Python<'_>, enabled: bool) {
+        self.debug.set(py, enabled)
+    }
+
+    #[getter(_debug)]
+    fn debug_attr(&self, py: Python<'_>) -> bool {
+        self.debug.get(py)
+    }
+
+    #[setter(_debug)]
+    fn set_debug_attr(&self, py: Python<'_>, enabled: bool) {
+        self.debug.set(py, enabled)
+    }
+
+    #[getter]
+    fn get_slow_callback_duration(&self, py: Python<'_>) -> f64 {
+        self.slow_callback_duration.get(py)
+    }
+
+    #[setter]
+    fn set_slow_callback_duration(&self, py: Python<'_>, seconds: f64) {
+        self.slow_callback_duration.set(py, seconds)
+    }
+
+    #[getter]
+    fn _thread_id(&self, py: Python<'_>) -> Option<u64> {
+        self.thread_id.get(py)
+    }
+
+    #[getter]
+    fn _stopping(&self, py: Python<'_>) -> bool {
+        self.stopping.get(py)
+    }
+
+    #[getter]
+    fn _current_handle(&self, py: Python<'_>) -> Option<Py<Handle>> {
+        self.current_handle.with(py, |h| h.as_ref().map(|h| h.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _clock_resolution(&self) -> f64 {
+        self.clock_resolution
+    }
+
+    /// Runs iterations until `stop()`; the Python `run_forever` wraps this
+    /// with the running-loop and async-generator bookkeeping.
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        this.thread_id.set(py, Some(thread_ident()));
+        let result = loop {
+            if let Err(e) = Self::run_once(slf) {
+                break Err(e);
+            }
+            if this.stopping.get(py) {
+                break Ok(());
+            }
+        };
+        this.stopping.set(py, false);
+        this.thread_id.set(py, None);
+        result
+    }
+
+    /// Releases the poll, the waker and every queued callback.
+    fn _close_core(&self, py: Python<'_>) {
+        self.closed.set(py, true);
+        let ready = self.ready.with(py, std::mem::take);
+        let timers = self.timers.with(py, |t| t.drain());
+        for t in &timers {
+            t.get().set_scheduled(py, false);
+        }
+        let fds = self.fds.with(py, std::mem::take);
+        let poller = self.poller.take(py);
+        let waker = self.waker.take(py);
+        drop((ready, timers, fds, poller, waker));
+    }
+
+    /// A handle not scheduled anywhere yet (signal handlers keep one each).
+    fn _make_handle(slf: &Bound<'_, Self>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
+        Handle::new_plain(slf.py(), slf.clone().unbind(), callback.unbind(), args.unbind(), None)
+    }
+
+    /// Queues an existing handle to run in the next iteration.
+    fn _schedule_handle(&self, py: Python<'_>, handle: Py<Handle>) -> PyResult<()> {
+        self.check_closed(py)?;
+        self.ready.with(py, |r| r.push_back(handle));
+        Ok(())
+    }
+
+    /// The write end of the self-pipe, for `signal.set_wakeup_fd`.
+    fn _waker_fd(&self, py: Python<'_>) -> PyResult<RawFd> {
+        self.waker.with(py, |w| w.as_ref().map(Waker::write_fd)).ok_or_else(closed_error)
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
+        Self::add_watch(slf, fileobj_to_fd(fd)?, READABLE, callback, args)
+    }
+
+    #[pyo3(signature = (fd, callback, *args))]
+    fn _add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
+        Self::add_watch(slf, fileobj_to_fd(fd)?, WRITABLE, callback, args)
+    }
+
+    fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.remove_watch(py, fileobj_to_fd(fd)?, READABLE)
+    }
+
+    fn _remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
+        self.remove_watch(py, fileobj_to_fd(fd)?, WRITABLE)
+    }
+
+    /// The (reader, writer) handles watching `fd`, for introspection.
+    fn _fd_watchers(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<(Option<Py<Handle>>, Option<Py<Handle>>)> {
+        let fd = fileobj_to_fd(fd)? as usize;
+        Ok(self.fds.with(py, |fds| {
+            fds.get(fd).map_or((None, None), |w| {
+                (w.reader.as_ref().map(|h| h.clone_ref(py)), w.writer.as_ref().map(|h| h.clone_ref(py)))
+            })
+        }))
+    }
+
+    /// Counts for introspection: (ready callbacks, timers in the heap, fds watched).
+    fn _stats(&self, py: Python<'_>) -> (usize, usize, usize) {
+        (
+            self.ready.with(py, |r| r.len()),
+            self.timers.with(py, |t| t.len()),
+            self.fds.with(py, |f| f.iter().filter(|w| w.interest() != 0).count()),
+        )
+    }
+}

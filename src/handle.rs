@@ -1,0 +1,366 @@
+//! `Handle` and `TimerHandle`: a callback with its arguments and context.
+//!
+//! Both are one Rust struct (a timer handle just has a deadline), so the ready
+//! queue and the timer heap hold the same type; `TimerHandle` is a subclass
+//! that adds the timer-only Python API.
+
+use crate::event_loop::LoopCore;
+use crate::gil_cell::GilCell;
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::PyClassInitializer;
+
+#[pyclass(frozen, subclass, weakref, module = "ferroloop")]
+pub struct Handle {
+    callback: GilCell<Option<Py<PyAny>>>,
+    args: GilCell<Option<Py<PyTuple>>>,
+    context: Py<PyAny>,
+    loop_: Py<LoopCore>,
+    cancelled: GilCell<bool>,
+    /// Kept on cancel in debug mode, so slow-callback warnings still name it.
+    repr: GilCell<Option<Py<PyAny>>>,
+    source_traceback: GilCell<Option<Py<PyAny>>>,
+    /// Deadline; `Some` exactly for timer handles.
+    when: Option<f64>,
+    /// A timer handle that is in the loop's timer heap.
+    scheduled: GilCell<bool>,
+}
+
+/// What running a handle's callback produced that the loop must act on.
+pub enum RunError {
+    /// SystemExit / KeyboardInterrupt: leaves `run_forever`.
+    Fatal(PyErr),
+}
+
+impl Handle {
+    fn build(
+        py: Python<'_>,
+        loop_: Py<LoopCore>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+        when: Option<f64>,
+    ) -> PyResult<Handle> {
+        let context = match context {
+            Some(c) if !c.is_none(py) => c,
+            // SAFETY: returns a new reference or NULL with an exception set.
+            _ => unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind() },
+        };
+        let debug = loop_.get().debug(py);
+        let h = Handle {
+            callback: GilCell::new(Some(callback)),
+            args: GilCell::new(Some(args)),
+            context,
+            loop_,
+            cancelled: GilCell::new(false),
+            repr: GilCell::new(None),
+            source_traceback: GilCell::new(None),
+            when,
+            scheduled: GilCell::new(false),
+        };
+        if debug {
+            let tb = py
+                .import("ferroloop._debug")?
+                .call_method0("extract_stack")?;
+            h.source_traceback.replace(py, Some(tb.unbind()));
+        }
+        Ok(h)
+    }
+
+    pub fn new_plain(
+        py: Python<'_>,
+        loop_: Py<LoopCore>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        Py::new(py, Self::build(py, loop_, callback, args, context, None)?)
+    }
+
+    pub fn new_timer(
+        py: Python<'_>,
+        loop_: Py<LoopCore>,
+        when: f64,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let init = PyClassInitializer::from(Self::build(py, loop_, callback, args, context, Some(when))?)
+            .add_subclass(TimerHandle);
+        let timer: Bound<'_, TimerHandle> = Bound::new(py, init)?;
+        Ok(timer.into_super().unbind())
+    }
+
+    #[inline]
+    pub fn is_cancelled(&self, py: Python<'_>) -> bool {
+        self.cancelled.get(py)
+    }
+
+    pub fn when_value(&self) -> Option<f64> {
+        self.when
+    }
+
+    pub fn set_scheduled(&self, py: Python<'_>, scheduled: bool) {
+        self.scheduled.set(py, scheduled)
+    }
+
+    /// Runs the callback in the handle's context. Ordinary exceptions go to the
+    /// loop's exception handler; SystemExit and KeyboardInterrupt come back.
+    #[inline]
+    pub fn run(slf: &Bound<'_, Handle>) -> Result<(), RunError> {
+        let py = slf.py();
+        let this = slf.get();
+        // Own references for the call: the callback may cancel its own handle.
+        let Some(cb) = this.callback.with(py, |c| c.as_ref().map(|c| c.clone_ref(py))) else {
+            return Ok(());
+        };
+        let args = this.args.with(py, |a| a.as_ref().map(|a| a.clone_ref(py)));
+        let ctx = this.context.as_ptr();
+        // SAFETY: all pointers are live references held above; the GIL is held.
+        let ok = unsafe {
+            if ffi::PyContext_Enter(ctx) < 0 {
+                false
+            } else {
+                let res = match &args {
+                    Some(a) if !a.bind(py).is_empty() => ffi::PyObject_Call(cb.as_ptr(), a.as_ptr(), std::ptr::null_mut()),
+                    _ => ffi::PyObject_CallNoArgs(cb.as_ptr()),
+                };
+                // Exit even after a failed call; keep the call's exception.
+                let failed = res.is_null();
+                if failed {
+                    let err = PyErr::fetch(py);
+                    ffi::PyContext_Exit(ctx);
+                    err.restore(py);
+                } else {
+                    ffi::Py_DECREF(res);
+                    ffi::PyContext_Exit(ctx);
+                }
+                !failed
+            }
+        };
+        if ok {
+            return Ok(());
+        }
+        let err = PyErr::fetch(py);
+        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+            return Err(RunError::Fatal(err));
+        }
+        if let Err(e) = Self::report(slf, cb, args, err) {
+            // The exception handler itself failed hard: treat like the loop would.
+            if e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py) {
+                return Err(RunError::Fatal(e));
+            }
+            e.write_unraisable(py, Some(slf.as_any()));
+        }
+        Ok(())
+    }
+
+    fn report(slf: &Bound<'_, Handle>, cb: Py<PyAny>, args: Option<Py<PyTuple>>, err: PyErr) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let fmt = py.import("asyncio.format_helpers")?.getattr("_format_callback_source")?;
+        let args: Py<PyAny> = match args {
+            Some(a) => a.into_any(),
+            None => PyTuple::empty(py).into_any().unbind(),
+        };
+        let src = fmt.call1((cb, args))?;
+        let ctx = PyDict::new(py);
+        ctx.set_item("message", format!("Exception in callback {}", src))?;
+        ctx.set_item("exception", err.value(py))?;
+        ctx.set_item("handle", slf)?;
+        if let Some(tb) = this.source_traceback.with(py, |t| t.as_ref().map(|t| t.clone_ref(py))) {
+            if tb.bind(py).is_truthy()? {
+                ctx.set_item("source_traceback", tb)?;
+            }
+        }
+        this.loop_.bind(py).call_method1("call_exception_handler", (ctx,))?;
+        Ok(())
+    }
+
+    fn repr_info(slf: &Bound<'_, Handle>) -> PyResult<Vec<String>> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut info = vec![slf.get_type().name()?.to_string()];
+        if this.cancelled.get(py) {
+            info.push("cancelled".into());
+        }
+        if let Some(when) = this.when {
+            info.push(format!("when={}", when.into_pyobject(py)?.repr()?));
+        }
+        let cb = this.callback.with(py, |c| c.as_ref().map(|c| c.clone_ref(py)));
+        if let Some(cb) = cb {
+            let args = this.args.with(py, |a| a.as_ref().map(|a| a.clone_ref(py)));
+            let fmt = py.import("asyncio.format_helpers")?.getattr("_format_callback_source")?;
+            info.push(fmt.call1((cb, args))?.extract()?);
+        }
+        if let Some(tb) = this.source_traceback.with(py, |t| t.as_ref().map(|t| t.clone_ref(py))) {
+            let tb = tb.bind(py);
+            if tb.is_truthy()? {
+                let frame = tb.get_item(-1)?;
+                info.push(format!("created at {}:{}", frame.get_item(0)?, frame.get_item(1)?));
+            }
+        }
+        Ok(info)
+    }
+}
+
+#[pymethods]
+impl Handle {
+    pub fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.cancelled.get(py) {
+            return Ok(());
+        }
+        if this.when.is_some() && this.scheduled.get(py) {
+            this.loop_.get().timer_cancelled(py);
+        }
+        this.cancelled.set(py, true);
+        if this.loop_.get().debug(py) {
+            let r = slf.repr()?.into_any().unbind();
+            this.repr.replace(py, Some(r));
+        }
+        // Release the callback's references now, as asyncio does.
+        let cb = this.callback.take(py);
+        let args = this.args.take(py);
+        drop((cb, args));
+        Ok(())
+    }
+
+    fn cancelled(&self, py: Python<'_>) -> bool {
+        self.cancelled.get(py)
+    }
+
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        match Handle::run(slf) {
+            Ok(()) => Ok(()),
+            Err(RunError::Fatal(e)) => Err(e),
+        }
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.callback.with(py, |c| c.as_ref().map(|c| c.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.args.with(py, |a| a.as_ref().map(|a| a.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _cancelled(&self, py: Python<'_>) -> bool {
+        self.cancelled.get(py)
+    }
+
+    #[getter]
+    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.loop_.clone_ref(py).into_any()
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Py<PyAny> {
+        self.source_traceback
+            .with(py, |t| t.as_ref().map(|t| t.clone_ref(py)))
+            .unwrap_or_else(|| py.None())
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        if let Some(r) = slf.get().repr.with(py, |r| r.as_ref().map(|r| r.clone_ref(py))) {
+            return Ok(r);
+        }
+        let info = Handle::repr_info(slf)?;
+        Ok(format!("<{}>", info.join(" ")).into_pyobject(py)?.into_any().unbind())
+    }
+}
+
+#[pyclass(frozen, extends = Handle, module = "ferroloop")]
+pub struct TimerHandle;
+
+impl TimerHandle {
+    fn when_of(obj: &Bound<'_, PyAny>) -> Option<f64> {
+        obj.cast::<Handle>().ok().and_then(|h| h.get().when)
+    }
+
+    fn same_callback(a: &Bound<'_, Handle>, b: &Bound<'_, Handle>) -> PyResult<bool> {
+        let py = a.py();
+        let (x, y) = (a.get(), b.get());
+        let eq = |p: Option<Py<PyAny>>, q: Option<Py<PyAny>>| -> PyResult<bool> {
+            match (p, q) {
+                (None, None) => Ok(true),
+                (Some(p), Some(q)) => p.bind(py).eq(q.bind(py)),
+                _ => Ok(false),
+            }
+        };
+        let cb = |h: &Handle| h.callback.with(py, |c| c.as_ref().map(|c| c.clone_ref(py)));
+        let args = |h: &Handle| h.args.with(py, |c| c.as_ref().map(|c| c.clone_ref(py).into_any()));
+        Ok(eq(cb(x), cb(y))? && eq(args(x), args(y))? && x.cancelled.get(py) == y.cancelled.get(py))
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    fn when(slf: PyRef<'_, Self>) -> f64 {
+        slf.as_super().when.unwrap_or(f64::NAN)
+    }
+
+    #[getter]
+    fn _when(slf: PyRef<'_, Self>) -> f64 {
+        slf.as_super().when.unwrap_or(f64::NAN)
+    }
+
+    #[getter]
+    fn _scheduled(slf: PyRef<'_, Self>) -> bool {
+        let py = slf.py();
+        slf.as_super().scheduled.get(py)
+    }
+
+    fn __hash__(slf: PyRef<'_, Self>) -> PyResult<isize> {
+        let py = slf.py();
+        slf.as_super().when.unwrap_or(0.0).into_pyobject(py)?.hash()
+    }
+
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: pyo3::basic::CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        use pyo3::basic::CompareOp::*;
+        let py = slf.py();
+        let (Some(a), Some(b), Ok(other_h)) =
+            (slf.as_super().get().when, Self::when_of(other), other.cast::<TimerHandle>())
+        else {
+            return Ok(py.NotImplemented());
+        };
+        let (me, them) = (slf.as_super(), other_h.as_super());
+        let equal = || -> PyResult<bool> { Ok(a == b && Self::same_callback(me, them)?) };
+        let r = match op {
+            Lt => a < b,
+            Gt => a > b,
+            Le => a < b || equal()?,
+            Ge => a > b || equal()?,
+            Eq => equal()?,
+            Ne => !equal()?,
+        };
+        Ok(r.into_pyobject(py)?.to_owned().into_any().unbind())
+    }
+}
+
+/// Registers the handle classes with the extension module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Handle>()?;
+    m.add_class::<TimerHandle>()?;
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! ferroloop's native core. See ARCHITECTURE.md for the map of files.
+
+pub mod gil_cell;
+pub mod handle;
+pub mod event_loop;
+pub mod poller;
+pub mod timer_heap;
+pub mod waker;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    handle::register(m)?;
+    m.add_class::<event_loop::LoopCore>()?;
+    Ok(())
+}
