@@ -14,6 +14,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyInt, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
@@ -24,6 +25,7 @@ use std::time::Duration;
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 
 static FUTURE_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static TASK_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static DEBUG_HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// `time.monotonic()`, computed the way CPython computes it.
@@ -114,6 +116,10 @@ pub struct LoopCore {
     slow_callback_duration: GilCell<f64>,
     thread_id: GilCell<Option<u64>>,
     current_handle: GilCell<Option<Py<Handle>>>,
+    task_factory: GilCell<Option<Py<PyAny>>>,
+    /// Fds with a reader or writer, plus one while signal handlers are set:
+    /// with none, a non-blocking poll could report nothing and is skipped.
+    watched: GilCell<usize>,
     clock_resolution: f64,
 }
 
@@ -174,10 +180,13 @@ impl LoopCore {
         let handle = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), None)?;
         let old = this.fds.with(py, |fds| -> io::Result<Option<Py<Handle>>> {
             let idx = fd as usize;
-            let interest = fds.get(idx).map_or(0, FdWatch::interest) | dir;
-            this.poller.with(py, |p| p.as_mut().expect("open loop has a poller").set_interest(fd, interest))?;
+            let before = fds.get(idx).map_or(0, FdWatch::interest);
+            this.poller.with(py, |p| p.as_mut().expect("open loop has a poller").set_interest(fd, before | dir))?;
             if idx >= fds.len() {
                 fds.resize_with(idx + 1, FdWatch::default);
+            }
+            if before == 0 {
+                this.watched.set(py, this.watched.get(py) + 1);
             }
             Ok(fds[idx].slot(dir).replace(handle.clone_ref(py)))
         })?;
@@ -191,11 +200,13 @@ impl LoopCore {
     fn take_watch(&self, py: Python<'_>, fd: RawFd, dir: u8) -> Option<Py<Handle>> {
         self.fds.with(py, |fds| {
             let w = fds.get_mut(fd as usize)?;
+            let before = w.interest();
             let old = w.slot(dir).take();
             let interest = w.interest();
-            if let Some(p) = self.poller.with(py, |p| p.as_mut().map(|p| p.set_interest(fd, interest))) {
-                // Modifying an fd the user already closed fails; it is gone anyway.
-                let _ = p;
+            // Modifying an fd the user already closed fails; it is gone anyway.
+            let _ = self.poller.with(py, |p| p.as_mut().map(|p| p.set_interest(fd, interest)));
+            if before != 0 && interest == 0 {
+                self.watched.set(py, self.watched.get(py) - 1);
             }
             old
         })
@@ -249,7 +260,8 @@ impl LoopCore {
         }
         drop(dropped);
 
-        let timeout = if this.stopping.get(py) || this.ready.with(py, |r| !r.is_empty()) {
+        let busy = this.stopping.get(py) || this.ready.with(py, |r| !r.is_empty());
+        let timeout = if busy {
             Some(Duration::ZERO)
         } else {
             this.timers.with(py, |t| t.peek_when()).map(|when| {
@@ -266,9 +278,20 @@ impl LoopCore {
             _ => return Err(closed_error()),
         };
         let mut events = this.events.with(py, std::mem::take);
-        this.polling.store(true, Ordering::SeqCst);
-        let polled = py.detach(|| poller::wait(epfd, &mut events, timeout));
-        this.polling.store(false, Ordering::SeqCst);
+        let polled = if busy && this.watched.get(py) == 0 {
+            // Nothing is watched and the poll may not sleep: it could only
+            // report the waker, whose thread-safe callbacks are queued already.
+            events.clear();
+            Ok(())
+        } else if timeout == Some(Duration::ZERO) {
+            // Cannot block, so releasing the GIL would only cost time.
+            poller::wait(epfd, &mut events, timeout)
+        } else {
+            this.polling.store(true, Ordering::SeqCst);
+            let polled = py.detach(|| poller::wait(epfd, &mut events, timeout));
+            this.polling.store(false, Ordering::SeqCst);
+            polled
+        };
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
                 this.events.with(py, |b| *b = events);
@@ -297,8 +320,11 @@ impl LoopCore {
             slf.call_method1("_handle_signal", (sig,))?;
         }
 
-        let end = monotonic() + this.clock_resolution;
         this.timers.with(py, |t| {
+            if t.is_empty() {
+                return;
+            }
+            let end = monotonic() + this.clock_resolution;
             this.ready.with(py, |r| {
                 while let Some(h) = t.pop_due(end) {
                     h.get().set_scheduled(py, false);
@@ -312,6 +338,7 @@ impl LoopCore {
             let Some(h) = this.ready.with(py, |r| r.pop_front()) else { break };
             let hb = h.bind(py);
             if hb.get().is_cancelled(py) {
+                Handle::release_queued(h);
                 continue;
             }
             let outcome = if this.debug.get(py) {
@@ -327,6 +354,7 @@ impl LoopCore {
             } else {
                 Handle::run(hb)
             };
+            Handle::release_queued(h);
             if let Err(RunError::Fatal(e)) = outcome {
                 return Err(e);
             }
@@ -337,6 +365,36 @@ impl LoopCore {
 
 #[pymethods]
 impl LoopCore {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // SAFETY: called by the garbage collector only.
+        unsafe {
+            for h in self.ready.peek_for_gc() {
+                visit.call(h)?;
+            }
+            for h in self.timers.peek_for_gc().iter() {
+                visit.call(h)?;
+            }
+            for w in self.fds.peek_for_gc() {
+                visit.call(&w.reader)?;
+                visit.call(&w.writer)?;
+            }
+            visit.call(self.task_factory.peek_for_gc())?;
+            visit.call(self.current_handle.peek_for_gc())?;
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let ready = self.ready.with(py, std::mem::take);
+            let timers = self.timers.with(py, |t| t.drain());
+            let fds = self.fds.with(py, std::mem::take);
+            let rest = (self.task_factory.take(py), self.current_handle.take(py));
+            ready.into_iter().for_each(Handle::release_queued);
+            drop((timers, fds, rest));
+        })
+    }
+
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
@@ -357,6 +415,8 @@ impl LoopCore {
             slow_callback_duration: GilCell::new(0.1),
             thread_id: GilCell::new(None),
             current_handle: GilCell::new(None),
+            task_factory: GilCell::new(None),
+            watched: GilCell::new(0),
             clock_resolution: clock_resolution(),
         })
     }
@@ -374,6 +434,7 @@ impl LoopCore {
             this.debug_checks(py, &callback, "call_soon", true)?;
         }
         let h = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
+        Handle::untrack_queued(&h);
         this.ready.with(py, |r| r.push_back(h.clone_ref(py)));
         Ok(h)
     }
@@ -387,6 +448,7 @@ impl LoopCore {
             this.debug_checks(py, &callback, "call_soon_threadsafe", false)?;
         }
         let h = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
+        Handle::untrack_queued(&h);
         this.ready.with(py, |r| r.push_back(h.clone_ref(py)));
         if this.polling.load(Ordering::SeqCst) {
             this.waker.with(py, |w| w.as_ref().map(Waker::wake));
@@ -430,6 +492,51 @@ impl LoopCore {
         let kwargs = PyDict::new(py);
         kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
         Ok(fut.call((), Some(&kwargs))?.unbind())
+    }
+
+    #[pyo3(signature = (coro, *, name=None, context=None))]
+    fn create_task(slf: &Bound<'_, Self>, coro: Bound<'_, PyAny>, name: Option<Bound<'_, PyAny>>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        if let Some(factory) = this.task_factory.with(py, |f| f.as_ref().map(|f| f.clone_ref(py))) {
+            return Ok(slf.call_method1("_create_task_from_factory", (factory, coro, name, context))?.unbind());
+        }
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
+        // Passed only when given: Python 3.9 and 3.10 tasks take no context.
+        if let Some(name) = name.filter(|n| !n.is_none()) {
+            kwargs.set_item(pyo3::intern!(py, "name"), name)?;
+        }
+        if let Some(context) = context.filter(|c| !c.is_none()) {
+            kwargs.set_item(pyo3::intern!(py, "context"), context)?;
+        }
+        let task = TASK_TYPE.import(py, "asyncio.tasks", "Task")?.call((coro,), Some(&kwargs))?;
+        if this.debug.get(py) {
+            // Drop the frame of this call from where the task says it was created.
+            let tb = task.getattr(pyo3::intern!(py, "_source_traceback"))?;
+            if tb.is_truthy()? {
+                tb.del_item(-1)?;
+            }
+        }
+        Ok(task.unbind())
+    }
+
+    fn set_task_factory(&self, py: Python<'_>, factory: Bound<'_, PyAny>) -> PyResult<()> {
+        if !factory.is_none() && !factory.is_callable() {
+            return Err(PyTypeError::new_err("task factory must be a callable or None"));
+        }
+        self.task_factory.replace(py, Some(factory.unbind()).filter(|f| !f.is_none(py)));
+        Ok(())
+    }
+
+    fn get_task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.task_factory.with(py, |f| f.as_ref().map(|f| f.clone_ref(py)))
+    }
+
+    #[getter]
+    fn _task_factory(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.get_task_factory(py)
     }
 
     fn stop(&self, py: Python<'_>) {
@@ -522,7 +629,8 @@ impl LoopCore {
         let fds = self.fds.with(py, std::mem::take);
         let poller = self.poller.take(py);
         let waker = self.waker.take(py);
-        drop((ready, timers, fds, poller, waker));
+        ready.into_iter().for_each(Handle::release_queued);
+        drop((timers, fds, poller, waker));
     }
 
     /// A handle not scheduled anywhere yet (signal handlers keep one each).
@@ -535,6 +643,13 @@ impl LoopCore {
         self.check_closed(py)?;
         self.ready.with(py, |r| r.push_back(handle));
         Ok(())
+    }
+
+    /// Signal handlers were installed (true) or all removed (false): the
+    /// self-pipe must then be polled every iteration.
+    fn _watch_signals(&self, py: Python<'_>, on: bool) {
+        let w = self.watched.get(py);
+        self.watched.set(py, if on { w + 1 } else { w.saturating_sub(1) });
     }
 
     /// The write end of the self-pipe, for `signal.set_wakeup_fd`.

@@ -30,6 +30,18 @@ impl<T> GilCell<T> {
     }
 }
 
+impl<T> GilCell<T> {
+    /// Shared access for the garbage collector's traversal, which runs with
+    /// the GIL held but without a `Python` token to show for it.
+    ///
+    /// # Safety
+    /// Only call from `__traverse__`: the GIL is held and no mutable borrow
+    /// of the cell is live (traversal never runs while one is).
+    pub unsafe fn peek_for_gc(&self) -> &T {
+        unsafe { &*self.0.get() }
+    }
+}
+
 impl<T: Copy> GilCell<T> {
     #[inline(always)]
     pub fn get(&self, _py: Python<'_>) -> T {

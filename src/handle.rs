@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
-use pyo3::PyClassInitializer;
+use pyo3::{PyClassInitializer, PyTraverseError, PyVisit};
 
 #[pyclass(frozen, subclass, weakref, module = "ferroloop")]
 pub struct Handle {
@@ -91,6 +91,27 @@ impl Handle {
             .add_subclass(TimerHandle);
         let timer: Bound<'_, TimerHandle> = Bound::new(py, init)?;
         Ok(timer.into_super().unbind())
+    }
+
+    /// Takes a freshly made handle out of the garbage collector's sight while
+    /// it waits in the ready queue: the queue holds it for one iteration at
+    /// most, and traversing thousands of queued handles costs more than the
+    /// callbacks. `release_queued` puts it back if anything else kept it.
+    pub fn untrack_queued(h: &Py<Handle>) {
+        unsafe { ffi::PyObject_GC_UnTrack(h.as_ptr().cast()) }
+    }
+
+    /// Drops the queue's reference to a handle, returning it to the garbage
+    /// collector first if someone else still holds it.
+    #[inline]
+    pub fn release_queued(h: Py<Handle>) {
+        let p = h.as_ptr();
+        unsafe {
+            if ffi::Py_REFCNT(p) > 1 && ffi::PyObject_GC_IsTracked(p) == 0 {
+                ffi::PyObject_GC_Track(p.cast());
+            }
+        }
+        drop(h);
     }
 
     #[inline]
@@ -208,6 +229,28 @@ impl Handle {
 
 #[pymethods]
 impl Handle {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // SAFETY: called by the garbage collector only.
+        unsafe {
+            visit.call(self.callback.peek_for_gc())?;
+            visit.call(self.args.peek_for_gc())?;
+            visit.call(self.repr.peek_for_gc())?;
+            visit.call(self.source_traceback.peek_for_gc())?;
+        }
+        visit.call(&self.context)?;
+        visit.call(&self.loop_)?;
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        // The callback and its arguments are what close reference cycles
+        // (an object holding a handle to its own method).
+        Python::attach(|py| {
+            let taken = (self.callback.take(py), self.args.take(py), self.repr.take(py), self.source_traceback.take(py));
+            drop(taken);
+        })
+    }
+
     pub fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();

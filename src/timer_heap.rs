@@ -125,6 +125,11 @@ impl<T> TimerHeap<T> {
         }
     }
 
+    /// Every timer in the heap, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.heap.iter().map(|e| &e.item)
+    }
+
     /// Removes every timer, returning them.
     pub fn drain(&mut self) -> Vec<T> {
         self.cancelled = 0;

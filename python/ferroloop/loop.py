@@ -44,7 +44,6 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, asyncio.AbstractEven
 
     def __init__(self):
         self._exception_handler = None
-        self._task_factory = None
         self._default_executor = None
         self._executor_shutdown_called = False
         self._asyncgens = weakref.WeakSet()
@@ -168,31 +167,23 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, asyncio.AbstractEven
 
     # -- tasks -------------------------------------------------------------
 
-    def create_task(self, coro, *, name=None, context=None):
-        self._check_closed()
-        if self._task_factory is None:
-            task = tasks.Task(coro, loop=self, name=name, context=context)
-            if task._source_traceback:
-                del task._source_traceback[-1]
-            return task
+    def _create_task_from_factory(self, factory, coro, name, context):
+        # The native create_task handles the common case of no factory.
         if context is None:
-            task = self._task_factory(self, coro)
+            task = factory(self, coro)
         else:
-            task = self._task_factory(self, coro, context=context)
-        if name is not None:
+            task = factory(self, coro, context=context)
+        if sys.version_info >= (3, 13):
+            task.set_name(name)
+        elif name is not None:
             try:
                 task.set_name(name)
             except AttributeError:
-                pass
+                warnings.warn("Task.set_name() was added in Python 3.8, "
+                              "the method support will be mandatory for third-party "
+                              "task implementations since 3.13.",
+                              DeprecationWarning, stacklevel=3)
         return task
-
-    def set_task_factory(self, factory):
-        if factory is not None and not callable(factory):
-            raise TypeError('task factory must be a callable or None')
-        self._task_factory = factory
-
-    def get_task_factory(self):
-        return self._task_factory
 
     # -- async generators ----------------------------------------------------
 

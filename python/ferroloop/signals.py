@@ -35,6 +35,8 @@ class SignalMixin:
         except (ValueError, OSError) as exc:
             raise RuntimeError(str(exc))
         old = self._signal_handlers.get(sig)
+        if not self._signal_handlers:
+            self._watch_signals(True)
         self._signal_handlers[sig] = self._make_handle(callback, args)
         try:
             signal.signal(sig, _sighandler_noop)
@@ -77,8 +79,8 @@ class SignalMixin:
             self._reset_wakeup_fd()
         return True
 
-    @staticmethod
-    def _reset_wakeup_fd():
+    def _reset_wakeup_fd(self):
+        self._watch_signals(False)
         try:
             signal.set_wakeup_fd(-1)
         except (ValueError, OSError) as exc:
