@@ -466,7 +466,8 @@ impl LoopCore {
         let this = slf.get();
         this.check_closed(py)?;
         if this.debug.get(py) {
-            this.debug_checks(py, &callback, "call_later", true)?;
+            // asyncio's call_later goes through call_at, whose name the error carries.
+            this.debug_checks(py, &callback, "call_at", true)?;
         }
         Self::schedule_timer(slf, monotonic() + delay, callback, args, context)
     }
