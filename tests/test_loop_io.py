@@ -8,6 +8,7 @@ ferroloop behaves as asyncio does, messages included. Everything binds to
 
 import asyncio
 import concurrent.futures
+import errno
 import hashlib
 import io
 import os
@@ -359,6 +360,39 @@ def test_fd_that_is_not_open_raises_os_error_and_leaves_nothing_registered(loop)
     spin(loop)  # and the loop still runs
 
 
+@xfail_on_ferroloop('errors from the Rust poller become OSError(message) without errno '
+                    '(src/event_loop.rs add_watch: io::Error -> PyErr)')
+def test_fd_that_cannot_be_watched_raises_os_error_with_its_errno(loop, tmp_path):
+    rfd, wfd = os.pipe()
+    os.close(rfd)
+    os.close(wfd)
+    with pytest.raises(OSError) as info:
+        loop.add_reader(rfd, lambda: None)
+    assert info.value.errno == errno.EBADF
+    assert info.value.strerror == os.strerror(errno.EBADF)
+    path = tmp_path / 'regular'
+    path.write_bytes(b'')
+    with open(path, 'rb') as f:  # epoll cannot watch a regular file
+        with pytest.raises(PermissionError) as info:
+            loop.add_writer(f, lambda: None)
+        assert info.value.errno == errno.EPERM
+        assert loop.remove_writer(f) is False
+
+
+def test_high_numbered_fd_can_be_watched(loop, sockpair):
+    r, w = sockpair
+    high = os.dup2(r.fileno(), 4000)
+    try:
+        got = []
+        loop.add_reader(high, lambda: got.append(os.read(high, 100)))
+        w.send(b'to fd 4000')
+        run_until(loop, lambda: got)
+        assert got == [b'to fd 4000']
+        assert loop.remove_reader(high) is True
+    finally:
+        os.close(high)
+
+
 @pytest.mark.parametrize('method', ['add_reader', 'add_writer'])
 def test_add_on_closed_loop_raises_runtime_error(loop, sockpair, method):
     loop.close()
@@ -389,6 +423,25 @@ def test_reader_callback_exception_goes_to_exception_handler_and_loop_goes_on(lo
     assert isinstance(errors[0]['exception'], ZeroDivisionError)
     assert errors[0]['message'].startswith('Exception in callback')
     assert loop.run_until_complete(asyncio.sleep(0, 'still running')) == 'still running'
+
+
+@pytest.mark.parametrize('exc', [SystemExit, KeyboardInterrupt])
+def test_system_exit_or_keyboard_interrupt_in_a_reader_leaves_run_forever(loop, sockpair, exc):
+    r, w = sockpair
+    w.send(b'x')
+
+    def on_readable():
+        raise exc('out')
+
+    loop.add_reader(r, on_readable)
+    with pytest.raises(exc):
+        loop.run_forever()
+    assert not loop.is_running()
+    got = []
+    loop.add_reader(r, lambda: got.append(r.recv(10)))  # the loop is still usable
+    run_until(loop, lambda: got)
+    assert got == [b'x']
+    loop.remove_reader(r)
 
 
 def test_pipe_fds_work_with_add_reader_and_add_writer(loop):
@@ -723,6 +776,20 @@ def test_cancelled_sock_recv_removes_its_reader_and_consumes_nothing(loop, sockp
     assert errors == []
 
 
+def test_sock_recv_cancelled_as_data_arrives_leaves_the_data_unread(loop, sockpair, errors):
+    r, w = sockpair
+    task = loop.create_task(loop.sock_recv(r, 100))
+    spin(loop)
+    w.send(b'arrives now')
+    task.cancel()  # before the loop sees the fd readable
+    with pytest.raises(asyncio.CancelledError):
+        loop.run_until_complete(task)
+    spin(loop)
+    assert r.recv(100) == b'arrives now'
+    assert loop.remove_reader(r) is False
+    assert errors == []
+
+
 def test_cancelling_sock_recv_keeps_a_reader_that_replaced_it(loop, sockpair, errors):
     r, w = sockpair
     task = loop.create_task(loop.sock_recv(r, 100))
@@ -887,6 +954,12 @@ def test_sock_sendfile_count_past_end_of_file_sends_the_rest(loop, data_file):
     assert received == content[100:]
 
 
+def test_sock_sendfile_offset_past_end_of_file_sends_nothing(loop, data_file, tcp):
+    f, content = data_file
+    assert run(loop, loop.sock_sendfile(tcp[0], f, offset=len(content) + 10, count=5)) == 0
+    assert run(loop, loop.sock_sendfile(tcp[0], f, offset=len(content))) == 0
+
+
 def test_sock_sendfile_empty_file_returns_zero(loop, tmp_path, tcp):
     path = tmp_path / 'empty'
     path.write_bytes(b'')
@@ -1025,6 +1098,8 @@ GETADDRINFO_CASES = [
     ('::1', '53', {'family': socket.AF_INET6, 'type': socket.SOCK_DGRAM,
                    'proto': socket.IPPROTO_UDP}),
     ('::1', 0, {'flags': socket.AI_NUMERICHOST}),
+    ('::ffff:127.0.0.1', 80, {'type': socket.SOCK_STREAM}),
+    ('0:0:0:0:0:0:0:1', 80, {'type': socket.SOCK_STREAM}),
     (None, 8000, {'flags': socket.AI_PASSIVE}),
     (None, 8000, {'family': socket.AF_INET6, 'type': socket.SOCK_STREAM}),
     ('localhost', 80, {'family': socket.AF_INET, 'type': socket.SOCK_STREAM}),
@@ -1058,6 +1133,7 @@ def _outcome(call):
     ('127.0.0.1', 80, {'type': socket.SOCK_STREAM, 'proto': socket.IPPROTO_UDP}),
     ('not-a-host.invalid', 80, {'flags': socket.AI_NUMERICHOST}),
     (None, None, {}),
+    ('::1%lo', 80, {'type': socket.SOCK_STREAM}),
 ])
 def test_getaddrinfo_matches_socket_getaddrinfo_on_services_and_errors(loop, host, port,
                                                                        kwargs):
@@ -1084,6 +1160,19 @@ def test_getaddrinfo_of_a_numeric_host_needs_no_executor(ferro_loop):
 ])
 def test_getnameinfo_returns_what_socket_getnameinfo_returns(loop, sockaddr, flags):
     assert run(loop, loop.getnameinfo(sockaddr, flags)) == socket.getnameinfo(sockaddr, flags)
+
+
+@pytest.mark.parametrize('sockaddr,flags', [
+    (('127.0.0.1',), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV),
+    (('127.0.0.1', 'http'), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV),
+    (('not-an-address', 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV),
+    (('::1', 80, 0, 0), socket.NI_NAMEREQD | socket.NI_NUMERICSERV),
+    ('127.0.0.1', 0),
+])
+def test_getnameinfo_raises_what_socket_getnameinfo_raises(loop, sockaddr, flags):
+    expected = _outcome(lambda: socket.getnameinfo(sockaddr, flags))
+    assert expected[0] == 'raised'
+    assert _outcome(lambda: run(loop, loop.getnameinfo(sockaddr, flags))) == expected
 
 
 # -- signals ---------------------------------------------------------------------------
