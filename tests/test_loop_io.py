@@ -1233,6 +1233,31 @@ def test_each_delivered_signal_runs_the_handler(loop, restore_signals):
     assert sorted(got) == ['usr1', 'usr1', 'usr2']
 
 
+def test_signals_and_threadsafe_wakeups_share_the_self_pipe_without_losses(loop,
+                                                                          restore_signals):
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, 'signal')
+
+    def send_signals():
+        for _ in range(50):
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    def from_thread():
+        for _ in range(50):
+            loop.call_soon_threadsafe(got.append, 'thread')
+
+    thread = threading.Thread(target=from_thread)
+    loop.call_soon(thread.start)
+    loop.call_soon(send_signals)
+    try:
+        run_until(loop, lambda: len(got) >= 100)
+    finally:
+        thread.join()
+    spin(loop)
+    assert got.count('signal') == 50
+    assert got.count('thread') == 50
+
+
 def test_add_signal_handler_again_replaces_the_callback(loop, restore_signals):
     got = []
     loop.add_signal_handler(signal.SIGUSR1, got.append, 'first')
