@@ -1268,6 +1268,60 @@ def test_add_signal_handler_again_replaces_the_callback(loop, restore_signals):
     assert got == ['second']
 
 
+def test_handler_replaced_before_the_signal_is_processed_is_the_one_called(loop,
+                                                                          restore_signals):
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, 'old')
+
+    def send():
+        os.kill(os.getpid(), signal.SIGUSR1)
+        # Queued before the loop sees the signal: runs before it is processed.
+        loop.call_soon(loop.add_signal_handler, signal.SIGUSR1, got.append, 'new')
+
+    loop.call_soon(send)
+    spin(loop, 0.05)
+    assert got == ['new']
+
+
+def test_handler_removed_before_the_signal_is_processed_is_not_called(loop, restore_signals):
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, 'removed')
+    loop.add_signal_handler(signal.SIGUSR2, lambda: None)  # keeps the self-pipe watched
+
+    def send():
+        # Caught by the handler still installed; remove_signal_handler()
+        # restores SIG_DFL only after that.
+        os.kill(os.getpid(), signal.SIGUSR1)
+        loop.call_soon(loop.remove_signal_handler, signal.SIGUSR1)
+
+    loop.call_soon(send)
+    spin(loop, 0.05)
+    assert got == []
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+
+
+def test_call_already_queued_still_runs_after_its_handler_is_replaced(loop, restore_signals):
+    got = []
+    loop.add_signal_handler(signal.SIGUSR1, got.append, 'old')
+
+    def send():
+        os.kill(os.getpid(), signal.SIGUSR1)
+        loop.call_soon(replace_soon)
+
+    def replace_soon():
+        # Runs before the signal is processed and queues the replacement,
+        # which runs in the iteration where the old handler's call is already
+        # queued: that call is not cancelled, as in asyncio.
+        loop.call_soon(loop.add_signal_handler, signal.SIGUSR1, got.append, 'new')
+
+    loop.call_soon(send)
+    spin(loop, 0.05)
+    assert got == ['old']
+    loop.call_soon(os.kill, os.getpid(), signal.SIGUSR1)
+    run_until(loop, lambda: len(got) == 2)
+    assert got == ['old', 'new']
+
+
 def test_remove_signal_handler_restores_the_default_disposition(loop, restore_signals):
     loop.add_signal_handler(signal.SIGUSR1, lambda: None)
     loop.add_signal_handler(signal.SIGINT, lambda: None)

@@ -2,7 +2,11 @@
 
 Python's C-level handler writes the signal number to the loop's self-pipe
 (``signal.set_wakeup_fd``); the native poll reads it and calls
-``_handle_signal``, which queues the user's callback.
+``_handle_signal``, which queues a look-up of the handler; that look-up, run
+with the iteration's other callbacks, queues the user's callback for the next
+iteration. The two steps are asyncio's timing: its self-pipe reader is itself
+a callback, so a handler replaced or removed by a callback queued before the
+signal was seen is the one that counts.
 """
 
 import errno
@@ -50,10 +54,15 @@ class SignalMixin:
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f'sig {sig:d} cannot be caught')
             raise
-        if old is not None:
-            old.cancel()
+        # The replaced handle is not cancelled: as in asyncio, a call of it
+        # already queued still runs.
 
     def _handle_signal(self, sig):
+        # Called while the poll's events are processed, before this
+        # iteration's callbacks: look the handler up only when they run.
+        self._schedule_handle(self._make_handle(self._dispatch_signal, (sig,)))
+
+    def _dispatch_signal(self, sig):
         handle = self._signal_handlers.get(sig)
         if handle is None:
             return
