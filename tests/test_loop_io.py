@@ -960,6 +960,31 @@ def test_sock_sendfile_offset_past_end_of_file_sends_nothing(loop, data_file, tc
     assert run(loop, loop.sock_sendfile(tcp[0], f, offset=len(content))) == 0
 
 
+def test_cancelled_sock_sendfile_removes_its_writer(loop, data_file, errors):
+    f, content = data_file
+    client, server = tcp_pair(bufsize=64 * 1024)
+    with client, server:
+        task = loop.create_task(loop.sock_sendfile(client, f))
+        spin(loop)
+        assert not task.done()  # nobody reads: waiting for room
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            loop.run_until_complete(task)
+        spin(loop)
+        assert loop.remove_writer(client) is False
+        # The bytes that did go out are a prefix of the file.
+        sent = b''
+        while True:
+            try:
+                chunk = server.recv(1024 * 1024)
+            except BlockingIOError:
+                break
+            sent += chunk
+        assert 0 < len(sent) < len(content)
+        assert content.startswith(sent)
+    assert errors == []
+
+
 def test_sock_sendfile_empty_file_returns_zero(loop, tmp_path, tcp):
     path = tmp_path / 'empty'
     path.write_bytes(b'')
