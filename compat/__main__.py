@@ -1,0 +1,7 @@
+"""``python -m compat``: see run.py."""
+
+import sys
+
+from compat.run import main
+
+sys.exit(main())
