@@ -135,7 +135,7 @@ impl LoopCore {
     }
 
     #[inline]
-    fn check_closed(&self, py: Python<'_>) -> PyResult<()> {
+    pub fn check_closed(&self, py: Python<'_>) -> PyResult<()> {
         if self.closed.get(py) {
             Err(closed_error())
         } else {
@@ -175,9 +175,18 @@ impl LoopCore {
 
     fn add_watch(slf: &Bound<'_, Self>, fd: RawFd, dir: u8, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
         let py = slf.py();
+        slf.get().check_closed(py)?;
+        let handle = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), None)?;
+        Self::watch(slf, fd, dir, handle.clone_ref(py))?;
+        Ok(handle)
+    }
+
+    /// Makes `handle` the reader (READABLE) or writer (WRITABLE) of `fd`,
+    /// cancelling the one it replaces, as asyncio's `_add_reader` does.
+    pub fn watch(slf: &Bound<'_, Self>, fd: RawFd, dir: u8, handle: Py<Handle>) -> PyResult<()> {
+        let py = slf.py();
         let this = slf.get();
         this.check_closed(py)?;
-        let handle = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), None)?;
         let old = this.fds.with(py, |fds| -> io::Result<Option<Py<Handle>>> {
             let idx = fd as usize;
             let before = fds.get(idx).map_or(0, FdWatch::interest);
@@ -188,16 +197,23 @@ impl LoopCore {
             if before == 0 {
                 this.watched.set(py, this.watched.get(py) + 1);
             }
-            Ok(fds[idx].slot(dir).replace(handle.clone_ref(py)))
+            Ok(fds[idx].slot(dir).replace(handle))
         })?;
         if let Some(old) = old {
             Handle::cancel(old.bind(py))?;
         }
-        Ok(handle)
+        Ok(())
+    }
+
+    /// The handle watching `fd` in direction `dir`, if any.
+    pub fn watcher(&self, py: Python<'_>, fd: RawFd, dir: u8) -> Option<Py<Handle>> {
+        self.fds.with(py, |fds| {
+            fds.get_mut(fd as usize).and_then(|w| w.slot(dir).as_ref().map(|h| h.clone_ref(py)))
+        })
     }
 
     /// Takes `dir`'s handle off `fd`, returning it (not yet cancelled).
-    fn take_watch(&self, py: Python<'_>, fd: RawFd, dir: u8) -> Option<Py<Handle>> {
+    pub fn take_watch(&self, py: Python<'_>, fd: RawFd, dir: u8) -> Option<Py<Handle>> {
         self.fds.with(py, |fds| {
             let w = fds.get_mut(fd as usize)?;
             let before = w.interest();
@@ -487,7 +503,7 @@ impl LoopCore {
         Self::schedule_timer(slf, when, callback, args, context)
     }
 
-    fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+    pub fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let fut = FUTURE_TYPE.import(py, "asyncio", "Future")?;
         let kwargs = PyDict::new(py);

@@ -12,11 +12,31 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyClassInitializer, PyTraverseError, PyVisit};
 
+/// asyncio's own rendering of `callback(args)` for reprs and error messages.
+/// From Python 3.13 on it shows the arguments only in debug mode.
+fn format_callback_source<'py>(
+    py: Python<'py>,
+    cb: Py<PyAny>,
+    args: impl IntoPyObject<'py>,
+    debug: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let fmt = py.import("asyncio.format_helpers")?.getattr("_format_callback_source")?;
+    if py.version_info() >= (3, 13) {
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("debug", debug)?;
+        fmt.call((cb, args), Some(&kwargs))
+    } else {
+        fmt.call1((cb, args))
+    }
+}
+
 #[pyclass(frozen, subclass, weakref, module = "ferroloop")]
 pub struct Handle {
     callback: GilCell<Option<Py<PyAny>>>,
     args: GilCell<Option<Py<PyTuple>>>,
-    context: Py<PyAny>,
+    /// `None` only for the loop's own native callbacks, which run no user
+    /// code directly and so need no context entered.
+    context: Option<Py<PyAny>>,
     loop_: Py<LoopCore>,
     cancelled: GilCell<bool>,
     /// Kept on cancel in debug mode, so slow-callback warnings still name it.
@@ -43,11 +63,11 @@ impl Handle {
         context: Option<Py<PyAny>>,
         when: Option<f64>,
     ) -> PyResult<Handle> {
-        let context = match context {
+        let context = Some(match context {
             Some(c) if !c.is_none(py) => c,
             // SAFETY: returns a new reference or NULL with an exception set.
             _ => unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind() },
-        };
+        });
         let debug = loop_.get().debug(py);
         let h = Handle {
             callback: GilCell::new(Some(callback)),
@@ -77,6 +97,13 @@ impl Handle {
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
         Py::new(py, Self::build(py, loop_, callback, args, context, None)?)
+    }
+
+    /// A handle for one of the loop's own native callbacks (no context).
+    pub fn new_native(py: Python<'_>, loop_: Py<LoopCore>, callback: Py<PyAny>) -> PyResult<Py<Handle>> {
+        let mut h = Self::build(py, loop_, callback, PyTuple::empty(py).unbind(), None, None)?;
+        h.context = None;
+        Py::new(py, h)
     }
 
     pub fn new_timer(
@@ -119,6 +146,11 @@ impl Handle {
         self.cancelled.get(py)
     }
 
+    /// The callback, unless the handle was cancelled.
+    pub fn callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.callback.with(py, |c| c.as_ref().map(|c| c.clone_ref(py)))
+    }
+
     pub fn when_value(&self) -> Option<f64> {
         self.when
     }
@@ -138,10 +170,17 @@ impl Handle {
             return Ok(());
         };
         let args = this.args.with(py, |a| a.as_ref().map(|a| a.clone_ref(py)));
-        let ctx = this.context.as_ptr();
+        let ctx = this.context.as_ref().map_or(std::ptr::null_mut(), |c| c.as_ptr());
         // SAFETY: all pointers are live references held above; the GIL is held.
         let ok = unsafe {
-            if ffi::PyContext_Enter(ctx) < 0 {
+            if ctx.is_null() {
+                let res = ffi::PyObject_CallNoArgs(cb.as_ptr());
+                let failed = res.is_null();
+                if !failed {
+                    ffi::Py_DECREF(res);
+                }
+                !failed
+            } else if ffi::PyContext_Enter(ctx) < 0 {
                 false
             } else {
                 let res = match &args {
@@ -181,12 +220,11 @@ impl Handle {
     fn report(slf: &Bound<'_, Handle>, cb: Py<PyAny>, args: Option<Py<PyTuple>>, err: PyErr) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let fmt = py.import("asyncio.format_helpers")?.getattr("_format_callback_source")?;
         let args: Py<PyAny> = match args {
             Some(a) => a.into_any(),
             None => PyTuple::empty(py).into_any().unbind(),
         };
-        let src = fmt.call1((cb, args))?;
+        let src = format_callback_source(py, cb, args, this.loop_.get().debug(py))?;
         let ctx = PyDict::new(py);
         ctx.set_item("message", format!("Exception in callback {}", src))?;
         ctx.set_item("exception", err.value(py))?;
@@ -213,8 +251,8 @@ impl Handle {
         let cb = this.callback.with(py, |c| c.as_ref().map(|c| c.clone_ref(py)));
         if let Some(cb) = cb {
             let args = this.args.with(py, |a| a.as_ref().map(|a| a.clone_ref(py)));
-            let fmt = py.import("asyncio.format_helpers")?.getattr("_format_callback_source")?;
-            info.push(fmt.call1((cb, args))?.extract()?);
+            let src = format_callback_source(py, cb, args, this.loop_.get().debug(py))?;
+            info.push(src.extract()?);
         }
         if let Some(tb) = this.source_traceback.with(py, |t| t.as_ref().map(|t| t.clone_ref(py))) {
             let tb = tb.bind(py);
@@ -276,8 +314,8 @@ impl Handle {
         self.cancelled.get(py)
     }
 
-    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+    fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.context.as_ref().map(|c| c.clone_ref(py))
     }
 
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -303,8 +341,8 @@ impl Handle {
     }
 
     #[getter]
-    fn _context(&self, py: Python<'_>) -> Py<PyAny> {
-        self.context.clone_ref(py)
+    fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.context.as_ref().map(|c| c.clone_ref(py))
     }
 
     #[getter]

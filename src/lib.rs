@@ -4,6 +4,7 @@ pub mod gil_cell;
 pub mod handle;
 pub mod event_loop;
 pub mod poller;
+pub mod sock_ops;
 pub mod timer_heap;
 pub mod waker;
 
@@ -13,5 +14,6 @@ use pyo3::prelude::*;
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     handle::register(m)?;
     m.add_class::<event_loop::LoopCore>()?;
+    sock_ops::register(m)?;
     Ok(())
 }

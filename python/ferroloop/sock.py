@@ -13,12 +13,17 @@ import socket
 
 from asyncio import constants, exceptions
 
+from ._ferroloop import sock_abandon, sock_recv_start, sock_sendall_start
+
 try:
     import ssl
 except ImportError:  # pragma: no cover - Python built without ssl
     ssl = None
 
 _RETRY = (BlockingIOError, InterruptedError)
+# Exactly this class gets the native fast path; a subclass may override
+# recv/send, so it goes through its own methods.
+_SOCKET = socket.socket
 
 
 def _attempt(fut, op, args):
@@ -88,8 +93,21 @@ class SockMixin:
         if not handle.cancelled():
             remove(fd)
 
+    async def _sock_native_wait(self, fd, fut, writing):
+        try:
+            return await fut
+        except BaseException:
+            sock_abandon(self, fd, fut, writing)
+            raise
+
     async def sock_recv(self, sock, n):
         self._check_sock(sock)
+        if sock.__class__ is _SOCKET:
+            fd = sock.fileno()
+            result = sock_recv_start(self, fd, n)
+            if result.__class__ is bytes:
+                return result
+            return await self._sock_native_wait(fd, result, False)
         try:
             return sock.recv(n)
         except _RETRY:
@@ -124,6 +142,12 @@ class SockMixin:
 
     async def sock_sendall(self, sock, data):
         self._check_sock(sock)
+        if sock.__class__ is _SOCKET:
+            fd = sock.fileno()
+            fut = sock_sendall_start(self, fd, data)
+            if fut is not None:
+                await self._sock_native_wait(fd, fut, True)
+            return
         try:
             n = sock.send(data)
         except _RETRY:
