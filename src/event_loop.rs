@@ -6,6 +6,7 @@
 
 use crate::gil_cell::GilCell;
 use crate::handle::{Handle, RunError};
+use crate::os_error;
 use crate::poller::{self, Events, Poller, READABLE, WRITABLE};
 use crate::timer_heap::TimerHeap;
 use crate::waker::Waker;
@@ -73,7 +74,7 @@ pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     if fd < 0 {
         return Err(PyValueError::new_err(format!("Invalid file descriptor: {}", fd)));
     }
-    RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF).into())
+    RawFd::try_from(fd).map_err(|_| os_error::from_errno(obj.py(), libc::EBADF))
 }
 
 /// What one fd is watched for: asyncio's (reader, writer) selector key data.
@@ -198,7 +199,8 @@ impl LoopCore {
                 this.watched.set(py, this.watched.get(py) + 1);
             }
             Ok(fds[idx].slot(dir).replace(handle))
-        })?;
+        })
+        .map_err(|e| os_error::from_io(py, e))?;
         if let Some(old) = old {
             Handle::cancel(old.bind(py))?;
         }
@@ -311,7 +313,7 @@ impl LoopCore {
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
                 this.events.with(py, |b| *b = events);
-                return Err(e.into());
+                return Err(os_error::from_io(py, e));
             }
         }
         // Run Python-level signal handlers now (SIGINT's KeyboardInterrupt),
@@ -414,9 +416,13 @@ impl LoopCore {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let mut poller = Poller::new()?;
-        let waker = Waker::new()?;
-        poller.set_interest(waker.read_fd(), READABLE)?;
+        let (poller, waker) = Python::attach(|py| -> PyResult<_> {
+            let os = |e| os_error::from_io(py, e);
+            let mut poller = Poller::new().map_err(os)?;
+            let waker = Waker::new().map_err(os)?;
+            poller.set_interest(waker.read_fd(), READABLE).map_err(os)?;
+            Ok((poller, waker))
+        })?;
         Ok(LoopCore {
             ready: GilCell::new(VecDeque::new()),
             timers: GilCell::new(TimerHeap::new()),

@@ -3,6 +3,7 @@
 pub mod gil_cell;
 pub mod handle;
 pub mod event_loop;
+pub mod os_error;
 pub mod poller;
 pub mod sock_ops;
 pub mod timer_heap;

@@ -10,6 +10,7 @@
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handle::Handle;
+use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use pyo3::exceptions::PyValueError;
 use pyo3::ffi;
@@ -30,14 +31,6 @@ fn would_block(e: i32) -> bool {
     e == libc::EAGAIN || e == libc::EWOULDBLOCK || e == libc::EINTR
 }
 
-/// The OSError subclass `socket` would raise for `err` (ConnectionResetError…).
-fn os_error(py: Python<'_>, err: i32) -> PyErr {
-    unsafe {
-        *libc::__errno_location() = err;
-        ffi::PyErr_SetFromErrno(ffi::PyExc_OSError);
-    }
-    PyErr::fetch(py)
-}
 
 /// Outcome of one non-blocking socket call.
 enum Attempt<T> {
@@ -57,7 +50,7 @@ fn try_recv(py: Python<'_>, fd: RawFd, n: usize) -> Attempt<Py<PyAny>> {
         if got < 0 {
             let e = errno();
             ffi::Py_DECREF(obj);
-            return if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error(py, e)) };
+            return if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) };
         }
         if (got as usize) != n && _PyBytes_Resize(&mut obj, got as ffi::Py_ssize_t) < 0 {
             return Attempt::Failed(PyErr::fetch(py));
@@ -76,7 +69,7 @@ fn try_send(py: Python<'_>, fd: RawFd, data: &[u8]) -> Attempt<usize> {
     if would_block(e) {
         Attempt::NotReady
     } else {
-        Attempt::Failed(os_error(py, e))
+        Attempt::Failed(os_error::from_errno(py, e))
     }
 }
 
@@ -198,7 +191,7 @@ impl SockOp {
 fn checked_fd(py: Python<'_>, fd: RawFd) -> PyResult<RawFd> {
     // A closed socket's fileno() is -1; socket.recv would say EBADF.
     if fd < 0 {
-        Err(os_error(py, libc::EBADF))
+        Err(os_error::from_errno(py, libc::EBADF))
     } else {
         Ok(fd)
     }

@@ -360,8 +360,6 @@ def test_fd_that_is_not_open_raises_os_error_and_leaves_nothing_registered(loop)
     spin(loop)  # and the loop still runs
 
 
-@xfail_on_ferroloop('errors from the Rust poller become OSError(message) without errno '
-                    '(src/event_loop.rs add_watch: io::Error -> PyErr)')
 def test_fd_that_cannot_be_watched_raises_os_error_with_its_errno(loop, tmp_path):
     rfd, wfd = os.pipe()
     os.close(rfd)
@@ -1502,7 +1500,6 @@ def test_set_default_executor_is_used_by_run_in_executor_none(loop):
         pool.submit(int)  # shut down by the loop
 
 
-@xfail_on_ferroloop("the message lacks ' instance' (loop.py set_default_executor)")
 def test_set_default_executor_rejects_a_process_pool(loop):
     with concurrent.futures.ProcessPoolExecutor(max_workers=1) as pool:
         with pytest.raises(TypeError) as info:

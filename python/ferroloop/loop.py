@@ -239,7 +239,7 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, asyncio.AbstractEven
 
     def set_default_executor(self, executor):
         if not isinstance(executor, concurrent.futures.ThreadPoolExecutor):
-            raise TypeError('executor must be ThreadPoolExecutor')
+            raise TypeError('executor must be ThreadPoolExecutor instance')
         self._default_executor = executor
 
     async def shutdown_default_executor(self, timeout=None):
