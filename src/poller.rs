@@ -205,13 +205,17 @@ mod tests {
         let (r, w) = pipe();
         let num = r.as_raw_fd();
         p.set_interest(num, READABLE).unwrap();
-        drop(r); // the kernel drops it from the epoll set
+        // Put another pipe's read end at the same number (dup2 closes the
+        // old one, which drops it from the epoll set), as a closed-and-reused
+        // fd would be; dup2 keeps parallel tests from taking the number.
         let (r2, w2) = pipe();
-        assert_eq!(r2.as_raw_fd(), num);
+        assert_eq!(unsafe { libc::dup2(r2.as_raw_fd(), num) }, num);
+        std::mem::forget(r);
+        let reused = unsafe { OwnedFd::from_raw_fd(num) };
         p.set_interest(num, READABLE | WRITABLE).unwrap();
         assert_eq!(unsafe { libc::write(w2.as_raw_fd(), b"x".as_ptr().cast(), 1) }, 1);
         assert_eq!(poll(&p, 100), vec![(num, READABLE)]);
-        drop(w);
+        drop((w, r2, reused));
     }
 
     #[test]
