@@ -5,7 +5,9 @@ pub mod handle;
 pub mod event_loop;
 pub mod os_error;
 pub mod poller;
+pub mod sock_io;
 pub mod sock_ops;
+pub mod stream_transport;
 pub mod timer_heap;
 pub mod waker;
 
@@ -16,5 +18,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     handle::register(m)?;
     m.add_class::<event_loop::LoopCore>()?;
     sock_ops::register(m)?;
+    stream_transport::register(m)?;
     Ok(())
 }

@@ -11,97 +11,12 @@ use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handle::Handle;
 use crate::os_error;
+use crate::sock_io::{try_recv, try_send, Attempt, HeldBuffer};
 use crate::poller::{READABLE, WRITABLE};
 use pyo3::exceptions::PyValueError;
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::{PyTraverseError, PyVisit};
 use std::os::fd::RawFd;
-
-unsafe extern "C" {
-    // Public in CPython's C API, not re-exported by pyo3-ffi.
-    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, newsize: ffi::Py_ssize_t) -> std::os::raw::c_int;
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-fn would_block(e: i32) -> bool {
-    e == libc::EAGAIN || e == libc::EWOULDBLOCK || e == libc::EINTR
-}
-
-
-/// Outcome of one non-blocking socket call.
-enum Attempt<T> {
-    Done(T),
-    NotReady,
-    Failed(PyErr),
-}
-
-/// `recv(fd, n)` into a new bytes object, as `socket.recv` does.
-fn try_recv(py: Python<'_>, fd: RawFd, n: usize) -> Attempt<Py<PyAny>> {
-    unsafe {
-        let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as ffi::Py_ssize_t);
-        if obj.is_null() {
-            return Attempt::Failed(PyErr::fetch(py));
-        }
-        let got = libc::recv(fd, ffi::PyBytes_AsString(obj).cast(), n, libc::MSG_DONTWAIT);
-        if got < 0 {
-            let e = errno();
-            ffi::Py_DECREF(obj);
-            return if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) };
-        }
-        if (got as usize) != n && _PyBytes_Resize(&mut obj, got as ffi::Py_ssize_t) < 0 {
-            return Attempt::Failed(PyErr::fetch(py));
-        }
-        Attempt::Done(Bound::from_owned_ptr(py, obj).unbind())
-    }
-}
-
-/// One `send` of `data`, returning how much went out.
-fn try_send(py: Python<'_>, fd: RawFd, data: &[u8]) -> Attempt<usize> {
-    let sent = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    if sent >= 0 {
-        return Attempt::Done(sent as usize);
-    }
-    let e = errno();
-    if would_block(e) {
-        Attempt::NotReady
-    } else {
-        Attempt::Failed(os_error::from_errno(py, e))
-    }
-}
-
-/// A held buffer export (bytes, bytearray, memoryview, array…).
-struct HeldBuffer(Box<ffi::Py_buffer>);
-
-// SAFETY: the buffer is only read and released with the GIL held.
-unsafe impl Send for HeldBuffer {}
-unsafe impl Sync for HeldBuffer {}
-
-impl HeldBuffer {
-    fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
-        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_SIMPLE) } < 0 {
-            return Err(PyErr::fetch(obj.py()));
-        }
-        Ok(HeldBuffer(view))
-    }
-
-    fn bytes(&self) -> &[u8] {
-        if self.0.len == 0 {
-            return &[];
-        }
-        unsafe { std::slice::from_raw_parts(self.0.buf as *const u8, self.0.len as usize) }
-    }
-}
-
-impl Drop for HeldBuffer {
-    fn drop(&mut self) {
-        Python::attach(|_| unsafe { ffi::PyBuffer_Release(&mut *self.0) });
-    }
-}
 
 enum Op {
     Recv { n: usize },

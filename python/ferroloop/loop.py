@@ -23,6 +23,7 @@ from ._ferroloop import LoopCore
 from .resolver import ResolverMixin
 from .signals import SignalMixin
 from .sock import SockMixin
+from .transports import SocketTransport
 
 
 def _run_until_complete_cb(fut):
@@ -51,6 +52,8 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, asyncio.AbstractEven
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self._signal_handlers = {}
+        # fd -> transport using it, so add_reader & co. can refuse those fds.
+        self._transports = weakref.WeakValueDictionary()
         self.set_debug(_debug_from_environment())
 
     def __repr__(self):
@@ -164,6 +167,12 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, asyncio.AbstractEven
 
     def remove_writer(self, fd):
         return self._remove_writer(fd)
+
+    # -- transports -------------------------------------------------------
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *,
+                               extra=None, server=None):
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     # -- tasks -------------------------------------------------------------
 

@@ -1,0 +1,189 @@
+"""The stream transport for TCP and Unix sockets: ``SocketTransport``.
+
+A real ``asyncio.Transport`` subclass, so libraries that check types accept
+it. Its read and write paths, buffer and close state machine are the native
+``StreamTransportCore``; the hot methods (``write``, ``is_closing``, ...) are
+the core's own bound methods, set on the instance, so calling them runs no
+Python frame. What runs once per connection or on errors stays here.
+"""
+
+import socket
+import warnings
+
+from asyncio import constants, futures, transports, trsock
+from asyncio.log import logger
+
+from ._ferroloop import stream_transport_core
+
+# Core methods bound straight onto each transport (see the module docstring).
+_HOT = ('write', 'is_closing', 'is_reading', 'pause_reading', 'resume_reading',
+        'get_write_buffer_size', 'close', 'abort')
+
+
+def _set_nodelay(sock):
+    # As asyncio: small writes go out without waiting for the peer's ACK.
+    if (sock.family in (socket.AF_INET, socket.AF_INET6)
+            and sock.type == socket.SOCK_STREAM
+            and sock.proto == socket.IPPROTO_TCP):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class SocketTransport(transports.Transport):
+    """asyncio's socket transport contract, with a native core."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+    # Read by __del__, which may run even if __init__ failed early.
+    _core = None
+
+    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
+        super().__init__(extra)
+        self._loop = loop
+        self._extra['socket'] = trsock.TransportSocket(sock)
+        try:
+            self._extra['sockname'] = sock.getsockname()
+        except OSError:
+            self._extra['sockname'] = None
+        if 'peername' not in self._extra:
+            try:
+                self._extra['peername'] = sock.getpeername()
+            except OSError:
+                self._extra['peername'] = None
+        self._sock_fd = sock.fileno()
+        self._server = server
+        core = stream_transport_core(loop, sock, self, protocol)
+        self._core = core
+        for name in _HOT:
+            setattr(self, name, getattr(core, name))
+        _set_nodelay(sock)
+        if server is not None:
+            server._attach()
+        loop._transports[self._sock_fd] = self
+        loop.call_soon(protocol.connection_made, self)
+        # Reading starts only once connection_made() has run.
+        loop.call_soon(core._start_reading)
+        if waiter is not None:
+            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+
+    def __repr__(self):
+        core = self._core
+        info = [self.__class__.__name__]
+        if core is None or core._sock is None:
+            info.append('closed')
+        elif core._closing:
+            info.append('closing')
+        info.append(f'fd={self._sock_fd}')
+        if core is not None and core._sock is not None and not self._loop.is_closed():
+            reading, writing = core._watching
+            info.append(f"read={'polling' if reading else 'idle'}")
+            info.append(f"write=<{'polling' if writing else 'idle'}, "
+                        f"bufsize={core.get_write_buffer_size()}>")
+        return '<{}>'.format(' '.join(info))
+
+    def __del__(self, _warn=warnings.warn):
+        core = self._core
+        if core is not None and core._sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            core._sock.close()
+
+    # -- the rest of the Transport API ----------------------------------------
+
+    def writelines(self, list_of_data):
+        self.write(b''.join(list_of_data))
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    @property
+    def _sock(self):
+        return self._core._sock
+
+    @property
+    def _closing(self):
+        return self._core._closing
+
+    @property
+    def _conn_lost(self):
+        return self._core._conn_lost
+
+    @property
+    def _protocol(self):
+        return self._core.get_protocol()
+
+    @property
+    def _paused(self):
+        return self._core._paused
+
+    @property
+    def _eof(self):
+        return self._core._eof
+
+    def _make_empty_waiter(self):
+        return self._core._make_empty_waiter()
+
+    def _reset_empty_waiter(self):
+        self._core._reset_empty_waiter()
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
+
+    # -- lifecycle and error paths, called by the core ---------------------------
+
+    def _call_connection_lost(self, exc):
+        sock, protocol, connected, empty_waiter = self._core._detach()
+        try:
+            if connected and protocol is not None:
+                protocol.connection_lost(exc)
+        finally:
+            if sock is not None:
+                sock.close()
+            self._loop = None
+            server = self._server
+            if server is not None:
+                server._detach()
+                self._server = None
+            if empty_waiter is not None and not empty_waiter.done():
+                empty_waiter.set_exception(ConnectionError("Connection is closed by peer"))
+
+    def _fatal_error(self, exc, message='Fatal error on transport'):
+        if isinstance(exc, OSError):
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                'message': message,
+                'exception': exc,
+                'transport': self,
+                'protocol': self._core.get_protocol(),
+            })
+        self._core._force_close(exc)
+
+    def _protocol_call_failed(self, message, exc):
+        self._loop.call_exception_handler({
+            'message': message,
+            'exception': exc,
+            'transport': self,
+            'protocol': self._core.get_protocol(),
+        })
+
+    def _log_debug(self, fmt):
+        logger.debug(fmt, self)
+
+    def _log_warning(self, message):
+        logger.warning(message)

@@ -1,0 +1,142 @@
+//! Non-blocking socket calls on raw fds, shared by the `sock_*` fast paths
+//! and the stream transports: no BlockingIOError is raised for "not ready",
+//! and real errors become the OSError subclass the `socket` module raises.
+
+use crate::os_error;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use std::os::fd::RawFd;
+
+unsafe extern "C" {
+    // Public in CPython's C API, not re-exported by pyo3-ffi.
+    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, newsize: ffi::Py_ssize_t) -> std::os::raw::c_int;
+}
+
+pub fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+pub fn would_block(e: i32) -> bool {
+    e == libc::EAGAIN || e == libc::EWOULDBLOCK || e == libc::EINTR
+}
+
+
+/// Outcome of one non-blocking socket call.
+pub enum Attempt<T> {
+    Done(T),
+    NotReady,
+    Failed(PyErr),
+}
+
+/// `recv(fd, n)` into a new bytes object, as `socket.recv` does.
+pub fn try_recv(py: Python<'_>, fd: RawFd, n: usize) -> Attempt<Py<PyAny>> {
+    unsafe {
+        let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as ffi::Py_ssize_t);
+        if obj.is_null() {
+            return Attempt::Failed(PyErr::fetch(py));
+        }
+        let got = libc::recv(fd, ffi::PyBytes_AsString(obj).cast(), n, libc::MSG_DONTWAIT);
+        if got < 0 {
+            let e = errno();
+            ffi::Py_DECREF(obj);
+            return if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) };
+        }
+        if (got as usize) != n && _PyBytes_Resize(&mut obj, got as ffi::Py_ssize_t) < 0 {
+            return Attempt::Failed(PyErr::fetch(py));
+        }
+        Attempt::Done(Bound::from_owned_ptr(py, obj).unbind())
+    }
+}
+
+/// One `send` of `data`, returning how much went out.
+pub fn try_send(py: Python<'_>, fd: RawFd, data: &[u8]) -> Attempt<usize> {
+    let sent = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if sent >= 0 {
+        return Attempt::Done(sent as usize);
+    }
+    let e = errno();
+    if would_block(e) {
+        Attempt::NotReady
+    } else {
+        Attempt::Failed(os_error::from_errno(py, e))
+    }
+}
+
+/// A held buffer export (bytes, bytearray, memoryview, array…).
+pub struct HeldBuffer(Box<ffi::Py_buffer>);
+
+// SAFETY: the buffer is only read and released with the GIL held.
+unsafe impl Send for HeldBuffer {}
+unsafe impl Sync for HeldBuffer {}
+
+impl HeldBuffer {
+    pub fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
+        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_SIMPLE) } < 0 {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        Ok(HeldBuffer(view))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        if self.0.len == 0 {
+            return &[];
+        }
+        unsafe { std::slice::from_raw_parts(self.0.buf as *const u8, self.0.len as usize) }
+    }
+}
+
+impl Drop for HeldBuffer {
+    fn drop(&mut self) {
+        Python::attach(|_| unsafe { ffi::PyBuffer_Release(&mut *self.0) });
+    }
+}
+
+
+thread_local! {
+    /// A bytes object of the transports' read size, reused while reads are
+    /// small: the data is copied into an exactly sized bytes and the big
+    /// buffer stays for the next read. A large read is handed out as is
+    /// (shrunk in place) and a new spare is made next time.
+    static SPARE: std::cell::Cell<*mut ffi::PyObject> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+/// Reads this much or less are copied out of the spare buffer.
+const COPY_LIMIT: usize = 16 * 1024;
+
+/// `recv(fd, size)` into bytes (empty at end of stream), as a stream
+/// transport's read does, without allocating `size` bytes for small reads.
+pub fn recv_pooled(py: Python<'_>, fd: RawFd, size: usize) -> Attempt<Py<PyAny>> {
+    unsafe {
+        let mut spare = SPARE.with(|s| s.replace(std::ptr::null_mut()));
+        if spare.is_null() || ffi::PyBytes_Size(spare) as usize != size {
+            if !spare.is_null() {
+                ffi::Py_DECREF(spare);
+            }
+            spare = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t);
+            if spare.is_null() {
+                return Attempt::Failed(PyErr::fetch(py));
+            }
+        }
+        let buf = ffi::PyBytes_AsString(spare);
+        let got = libc::recv(fd, buf.cast(), size, libc::MSG_DONTWAIT);
+        if got < 0 {
+            let e = errno();
+            SPARE.with(|s| s.set(spare));
+            return if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) };
+        }
+        let got = got as usize;
+        if got <= COPY_LIMIT {
+            let data = ffi::PyBytes_FromStringAndSize(buf, got as ffi::Py_ssize_t);
+            SPARE.with(|s| s.set(spare));
+            if data.is_null() {
+                return Attempt::Failed(PyErr::fetch(py));
+            }
+            return Attempt::Done(Bound::from_owned_ptr(py, data).unbind());
+        }
+        if got != size && _PyBytes_Resize(&mut spare, got as ffi::Py_ssize_t) < 0 {
+            return Attempt::Failed(PyErr::fetch(py));
+        }
+        Attempt::Done(Bound::from_owned_ptr(py, spare).unbind())
+    }
+}

@@ -1,0 +1,714 @@
+//! The stream transport's native core (TCP and Unix stream sockets).
+//!
+//! Reading, writing, the write buffer, flow control and the close/abort state
+//! machine live here; `ferroloop.transports.SocketTransport` (a real
+//! `asyncio.Transport` subclass) wraps it and keeps the once-per-connection
+//! and error-reporting parts in Python. The contract is asyncio's
+//! `_SelectorSocketTransport`: same callback order, same messages.
+
+use crate::event_loop::LoopCore;
+use crate::gil_cell::GilCell;
+use crate::handle::Handle;
+use crate::os_error;
+use crate::poller::{READABLE, WRITABLE};
+use crate::sock_io::{recv_pooled, try_send, Attempt, HeldBuffer};
+use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+use pyo3::{PyTraverseError, PyVisit};
+use std::os::fd::RawFd;
+
+/// Bytes asked of each recv(), as asyncio's `max_size`.
+const MAX_SIZE: usize = 256 * 1024;
+/// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
+const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
+const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+
+static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
+    e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py)
+}
+
+#[derive(Default)]
+struct State {
+    sock: Option<Py<PyAny>>,
+    /// The Python `SocketTransport` protocols see.
+    transport: Option<Py<PyAny>>,
+    protocol: Option<Py<PyAny>>,
+    /// The protocol's bound callbacks, looked up once per `set_protocol`.
+    data_received: Option<Py<PyAny>>,
+    get_buffer: Option<Py<PyAny>>,
+    buffer_updated: Option<Py<PyAny>>,
+    buffered: bool,
+    protocol_connected: bool,
+    empty_waiter: Option<Py<PyAny>>,
+    reader: Option<Py<Handle>>,
+    writer: Option<Py<Handle>>,
+    /// Unsent bytes are `buf[start..]`.
+    buf: Vec<u8>,
+    start: usize,
+    conn_lost: u32,
+    closing: bool,
+    paused: bool,
+    eof: bool,
+    protocol_paused: bool,
+    high: usize,
+    low: usize,
+    reading: bool,
+    writing: bool,
+}
+
+impl State {
+    fn pending(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > self.buf.len() / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+    }
+
+    fn clear_buffer(&mut self) {
+        self.buf = Vec::new();
+        self.start = 0;
+    }
+}
+
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+pub struct StreamTransportCore {
+    loop_: Py<LoopCore>,
+    fd: RawFd,
+    st: GilCell<State>,
+}
+
+/// The reader or writer callback of one transport.
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+struct TransportEvent {
+    core: Py<StreamTransportCore>,
+    writable: bool,
+}
+
+#[pymethods]
+impl TransportEvent {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        let core = self.core.bind(py);
+        if self.writable {
+            StreamTransportCore::write_ready(core)
+        } else {
+            StreamTransportCore::read_ready(core)
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.core)
+    }
+}
+
+macro_rules! field {
+    ($this:expr, $py:expr, $f:ident) => {
+        $this.st.with($py, |s| s.$f.as_ref().map(|x| x.clone_ref($py)))
+    };
+}
+
+impl StreamTransportCore {
+    fn transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        field!(self, py, transport).map(|t| t.into_bound(py))
+    }
+
+    fn is_reading_now(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| !s.closing && !s.paused)
+    }
+
+    fn set_watch(slf: &Bound<'_, Self>, dir: u8, on: bool) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (registered, handle) = this.st.with(py, |s| {
+            if dir == READABLE {
+                (s.reading, s.reader.as_ref().map(|h| h.clone_ref(py)))
+            } else {
+                (s.writing, s.writer.as_ref().map(|h| h.clone_ref(py)))
+            }
+        });
+        if registered == on {
+            return Ok(());
+        }
+        if on {
+            let Some(handle) = handle else { return Ok(()) };
+            LoopCore::watch(this.loop_.bind(py), this.fd, dir, handle)?;
+        } else {
+            // Our handle is reused, so it is dropped here, not cancelled.
+            drop(this.loop_.get().take_watch(py, this.fd, dir));
+        }
+        this.st.with(py, |s| if dir == READABLE { s.reading = on } else { s.writing = on });
+        Ok(())
+    }
+
+    /// Hands an error to the Python transport (`_fatal_error`), which
+    /// reports it as asyncio does and force-closes.
+    fn fatal(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
+        if is_fatal(py, &err) {
+            return Err(err);
+        }
+        match self.transport(py) {
+            Some(t) => t.call_method1("_fatal_error", (err.value(py), message)).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (lost, buffered) = this.st.with(py, |s| (s.conn_lost, s.buffered));
+        if lost > 0 {
+            return Ok(());
+        }
+        if buffered {
+            return Self::read_into_protocol_buffer(slf);
+        }
+        match recv_pooled(py, this.fd, MAX_SIZE) {
+            Attempt::NotReady => Ok(()),
+            Attempt::Failed(e) => this.fatal(py, e, "Fatal read error on socket transport"),
+            Attempt::Done(data) => {
+                if unsafe { ffi::PyBytes_Size(data.as_ptr()) } == 0 {
+                    return Self::on_eof(slf);
+                }
+                let result = match field!(this, py, data_received) {
+                    Some(cb) => cb.call1(py, (data,)),
+                    // Looked up again so the protocol's own AttributeError is reported.
+                    None => match field!(this, py, protocol) {
+                        Some(p) => p.call_method1(py, "data_received", (data,)),
+                        None => return Ok(()),
+                    },
+                };
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) => this.fatal(py, e, "Fatal error: protocol.data_received() call failed."),
+                }
+            }
+        }
+    }
+
+    fn read_into_protocol_buffer(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (Some(get_buffer), Some(buffer_updated)) = (field!(this, py, get_buffer), field!(this, py, buffer_updated)) else {
+            return Ok(());
+        };
+        let buf = match get_buffer.call1(py, (-1,)).and_then(|b| {
+            if b.bind(py).len()? == 0 {
+                Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer"))
+            } else {
+                Ok(b)
+            }
+        }) {
+            Ok(b) => b,
+            Err(e) => return this.fatal(py, e, "Fatal error: protocol.get_buffer() call failed."),
+        };
+        let got = unsafe {
+            let mut view: ffi::Py_buffer = std::mem::zeroed();
+            if ffi::PyObject_GetBuffer(buf.as_ptr(), &mut view, ffi::PyBUF_WRITABLE) < 0 {
+                let e = PyErr::fetch(py);
+                return this.fatal(py, e, "Fatal read error on socket transport");
+            }
+            let n = libc::recv(this.fd, view.buf.cast(), view.len as usize, libc::MSG_DONTWAIT);
+            let err = crate::sock_io::errno();
+            ffi::PyBuffer_Release(&mut view);
+            if n < 0 {
+                if crate::sock_io::would_block(err) {
+                    return Ok(());
+                }
+                return this.fatal(py, os_error::from_errno(py, err), "Fatal read error on socket transport");
+            }
+            n as usize
+        };
+        if got == 0 {
+            return Self::on_eof(slf);
+        }
+        match buffer_updated.call1(py, (got,)) {
+            Ok(_) => Ok(()),
+            Err(e) => this.fatal(py, e, "Fatal error: protocol.buffer_updated() call failed."),
+        }
+    }
+
+    fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.loop_.get().debug(py) {
+            if let Some(t) = this.transport(py) {
+                t.call_method1("_log_debug", ("%r received EOF",))?;
+            }
+        }
+        let Some(protocol) = field!(this, py, protocol) else { return Ok(()) };
+        let keep_open = match protocol.call_method0(py, "eof_received").and_then(|r| r.bind(py).is_truthy()) {
+            Ok(k) => k,
+            Err(e) => return this.fatal(py, e, "Fatal error: protocol.eof_received() call failed."),
+        };
+        if keep_open {
+            // The protocol may still write, but nothing more can be read.
+            Self::set_watch(slf, READABLE, false)
+        } else {
+            Self::close(slf)
+        }
+    }
+
+    fn write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.st.with(py, |s| s.conn_lost > 0) {
+            return Ok(());
+        }
+        let outcome = this.st.with(py, |s| try_send(py, this.fd, &s.buf[s.start..]));
+        match outcome {
+            Attempt::NotReady => {}
+            Attempt::Failed(e) => {
+                Self::set_watch(slf, WRITABLE, false)?;
+                this.st.with(py, State::clear_buffer);
+                let value = e.clone_ref(py);
+                this.fatal(py, e, "Fatal write error on socket transport")?;
+                if let Some(w) = field!(this, py, empty_waiter) {
+                    w.call_method1(py, "set_exception", (value.value(py),))?;
+                }
+                return Ok(());
+            }
+            Attempt::Done(n) => this.st.with(py, |s| s.consume(n)),
+        }
+        Self::maybe_resume_protocol(slf)?; // may write more
+        if this.st.with(py, |s| s.pending()) == 0 {
+            Self::set_watch(slf, WRITABLE, false)?;
+            if let Some(w) = field!(this, py, empty_waiter) {
+                w.call_method1(py, "set_result", (py.None(),))?;
+            }
+            let (closing, eof) = this.st.with(py, |s| (s.closing, s.eof));
+            if closing {
+                if let Some(t) = this.transport(py) {
+                    t.call_method1("_call_connection_lost", (py.None(),))?;
+                }
+            } else if eof {
+                Self::shutdown_write(this, py)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn shutdown_write(&self, py: Python<'_>) -> PyResult<()> {
+        if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } < 0 {
+            return Err(os_error::from_errno(py, crate::sock_io::errno()));
+        }
+        Ok(())
+    }
+
+    fn protocol_flow_call(&self, py: Python<'_>, method: &str) -> PyResult<()> {
+        let Some(protocol) = field!(self, py, protocol) else { return Ok(()) };
+        if let Err(e) = protocol.call_method0(py, method) {
+            if is_fatal(py, &e) {
+                return Err(e);
+            }
+            if let Some(t) = self.transport(py) {
+                t.call_method1("_protocol_call_failed", (format!("protocol.{}() failed", method), e.value(py)))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let pause = this.st.with(py, |s| {
+            let pause = s.pending() > s.high && !s.protocol_paused;
+            if pause {
+                s.protocol_paused = true;
+            }
+            pause
+        });
+        if pause {
+            this.protocol_flow_call(py, "pause_writing")?;
+        }
+        Ok(())
+    }
+
+    fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let resume = this.st.with(py, |s| {
+            let resume = s.protocol_paused && s.pending() <= s.low;
+            if resume {
+                s.protocol_paused = false;
+            }
+            resume
+        });
+        if resume {
+            this.protocol_flow_call(py, "resume_writing")?;
+        }
+        Ok(())
+    }
+
+    fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let Some(t) = this.transport(py) else { return Ok(()) };
+        let cb = t.getattr("_call_connection_lost")?;
+        this.loop_.bind(py).call_method1("call_soon", (cb, exc))?;
+        Ok(())
+    }
+
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.st.with(py, |s| std::mem::replace(&mut s.closing, true)) {
+            return Ok(());
+        }
+        Self::set_watch(slf, READABLE, false)?;
+        if this.st.with(py, |s| s.pending()) == 0 {
+            this.st.with(py, |s| s.conn_lost += 1);
+            Self::set_watch(slf, WRITABLE, false)?;
+            Self::schedule_connection_lost(slf, py.None())?;
+        }
+        Ok(())
+    }
+
+    fn force_close(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.st.with(py, |s| s.conn_lost) > 0 {
+            return Ok(());
+        }
+        if this.st.with(py, |s| s.pending()) > 0 {
+            this.st.with(py, State::clear_buffer);
+            Self::set_watch(slf, WRITABLE, false)?;
+        }
+        if !this.st.with(py, |s| std::mem::replace(&mut s.closing, true)) {
+            Self::set_watch(slf, READABLE, false)?;
+        }
+        this.st.with(py, |s| s.conn_lost += 1);
+        Self::schedule_connection_lost(slf, exc)
+    }
+
+    fn bind_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        let buffered_type = BUFFERED_PROTOCOL.import(py, "asyncio.protocols", "BufferedProtocol")?;
+        let buffered = protocol.is_instance(buffered_type)?;
+        let lookup = |name: &str| protocol.getattr(name).ok().map(Bound::unbind);
+        let (data_received, get_buffer, buffer_updated) = if buffered {
+            (None, lookup("get_buffer"), lookup("buffer_updated"))
+        } else {
+            (lookup("data_received"), None, None)
+        };
+        let old = self.st.with(py, |s| {
+            s.buffered = buffered;
+            s.protocol_connected = true;
+            (
+                s.protocol.replace(protocol.clone().unbind()),
+                std::mem::replace(&mut s.data_received, data_received),
+                std::mem::replace(&mut s.get_buffer, get_buffer),
+                std::mem::replace(&mut s.buffer_updated, buffer_updated),
+            )
+        });
+        drop(old);
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl StreamTransportCore {
+    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if !(data.is_instance_of::<PyBytes>() || data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
+            return Err(PyTypeError::new_err(format!(
+                "data argument must be a bytes-like object, not {}",
+                data.get_type().name()?.repr()?
+            )));
+        }
+        let (eof, sendfile, lost, pending) =
+            this.st.with(py, |s| (s.eof, s.empty_waiter.is_some(), s.conn_lost, s.pending()));
+        if eof {
+            return Err(PyRuntimeError::new_err("Cannot call write() after write_eof()"));
+        }
+        if sendfile {
+            return Err(PyRuntimeError::new_err("unable to write; sendfile is in progress"));
+        }
+        let held = HeldBuffer::get(data)?;
+        let bytes = held.bytes();
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if lost > 0 {
+            if lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES {
+                if let Some(t) = this.transport(py) {
+                    t.call_method1("_log_warning", ("socket.send() raised exception.",))?;
+                }
+            }
+            this.st.with(py, |s| s.conn_lost += 1);
+            return Ok(());
+        }
+        let mut rest = bytes;
+        if pending == 0 {
+            // Nothing queued: try the socket at once.
+            match try_send(py, this.fd, bytes) {
+                Attempt::Done(n) if n == bytes.len() => return Ok(()),
+                Attempt::Done(n) => rest = &bytes[n..],
+                Attempt::NotReady => {}
+                Attempt::Failed(e) => return this.fatal(py, e, "Fatal write error on socket transport"),
+            }
+            Self::set_watch(slf, WRITABLE, true)?;
+        }
+        this.st.with(py, |s| s.buf.extend_from_slice(rest));
+        Self::maybe_pause_protocol(slf)
+    }
+
+    fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let shutdown_now = this.st.with(py, |s| {
+            if s.closing || s.eof {
+                return None;
+            }
+            s.eof = true;
+            Some(s.pending() == 0)
+        });
+        if shutdown_now == Some(true) {
+            this.shutdown_write(py)?;
+        }
+        Ok(())
+    }
+
+    fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    #[pyo3(name = "close")]
+    fn py_close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::close(slf)
+    }
+
+    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::force_close(slf, slf.py().None())
+    }
+
+    fn _force_close(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
+        Self::force_close(slf, exc)
+    }
+
+    fn is_closing(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| s.closing)
+    }
+
+    fn is_reading(&self, py: Python<'_>) -> bool {
+        self.is_reading_now(py)
+    }
+
+    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if !this.is_reading_now(py) {
+            return Ok(());
+        }
+        this.st.with(py, |s| s.paused = true);
+        Self::set_watch(slf, READABLE, false)?;
+        if this.loop_.get().debug(py) {
+            if let Some(t) = this.transport(py) {
+                t.call_method1("_log_debug", ("%r pauses reading",))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.st.with(py, |s| s.closing || !s.paused) {
+            return Ok(());
+        }
+        this.st.with(py, |s| s.paused = false);
+        Self::set_watch(slf, READABLE, true)?;
+        if this.loop_.get().debug(py) {
+            if let Some(t) = this.transport(py) {
+                t.call_method1("_log_debug", ("%r resumes reading",))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts reading once `connection_made` has run (scheduled after it).
+    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        if slf.get().is_reading_now(slf.py()) {
+            Self::set_watch(slf, READABLE, true)?;
+        }
+        Ok(())
+    }
+
+    #[pyo3(signature = (high=None, low=None))]
+    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<Bound<'_, PyAny>>, low: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let py = slf.py();
+        let as_int = |v: &Option<Bound<'_, PyAny>>| -> PyResult<Option<i64>> {
+            match v {
+                Some(x) if !x.is_none() => Ok(Some(x.extract()?)),
+                _ => Ok(None),
+            }
+        };
+        let (h, l) = (as_int(&high)?, as_int(&low)?);
+        let high = match (h, l) {
+            (Some(h), _) => h,
+            (None, None) => DEFAULT_HIGH_WATER as i64,
+            (None, Some(l)) => 4 * l,
+        };
+        let low = l.unwrap_or(high / 4);
+        if !(high >= low && low >= 0) {
+            return Err(PyValueError::new_err(format!("high ({}) must be >= low ({}) must be >= 0", high, low)));
+        }
+        slf.get().st.with(py, |s| {
+            s.high = high as usize;
+            s.low = low as usize;
+        });
+        Self::maybe_pause_protocol(slf)
+    }
+
+    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
+        self.st.with(py, |s| (s.low, s.high))
+    }
+
+    fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
+        self.st.with(py, |s| s.pending())
+    }
+
+    fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.bind_protocol(py, protocol)
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        field!(self, py, protocol)
+    }
+
+    fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if self.st.with(py, |s| s.empty_waiter.is_some()) {
+            return Err(PyRuntimeError::new_err("Empty waiter is already set"));
+        }
+        let waiter = LoopCore::create_future(self.loop_.bind(py))?;
+        if self.st.with(py, |s| s.pending()) == 0 {
+            waiter.call_method1(py, "set_result", (py.None(),))?;
+        }
+        self.st.with(py, |s| s.empty_waiter = Some(waiter.clone_ref(py)));
+        Ok(waiter)
+    }
+
+    fn _reset_empty_waiter(&self, py: Python<'_>) {
+        drop(self.st.with(py, |s| s.empty_waiter.take()));
+    }
+
+    /// Ends the connection's life: returns (sock, protocol, protocol_connected,
+    /// empty_waiter) and lets go of everything the core held.
+    fn _detach(&self, py: Python<'_>) -> (Option<Py<PyAny>>, Option<Py<PyAny>>, bool, Option<Py<PyAny>>) {
+        let taken = self.st.with(py, |s| {
+            let out = (s.sock.take(), s.protocol.take(), s.protocol_connected, s.empty_waiter.take());
+            let rest = (s.transport.take(), s.data_received.take(), s.get_buffer.take(), s.buffer_updated.take(), s.reader.take(), s.writer.take());
+            (out, rest)
+        });
+        let (out, rest) = taken;
+        drop(rest);
+        out
+    }
+
+    #[getter]
+    fn _sock(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        field!(self, py, sock)
+    }
+
+    #[getter]
+    fn _sock_fd(&self) -> RawFd {
+        self.fd
+    }
+
+    #[getter]
+    fn _conn_lost(&self, py: Python<'_>) -> u32 {
+        self.st.with(py, |s| s.conn_lost)
+    }
+
+    #[getter]
+    fn _closing(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| s.closing)
+    }
+
+    #[getter]
+    fn _paused(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| s.paused)
+    }
+
+    #[getter]
+    fn _eof(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| s.eof)
+    }
+
+    #[getter]
+    fn _protocol_paused(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| s.protocol_paused)
+    }
+
+    #[getter]
+    fn _watching(&self, py: Python<'_>) -> (bool, bool) {
+        self.st.with(py, |s| (s.reading, s.writing))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        // SAFETY: called by the garbage collector only.
+        let s = unsafe { self.st.peek_for_gc() };
+        for f in [&s.sock, &s.transport, &s.protocol, &s.data_received, &s.get_buffer, &s.buffer_updated, &s.empty_waiter] {
+            visit.call(f)?;
+        }
+        visit.call(&s.reader)?;
+        visit.call(&s.writer)
+    }
+
+    fn __clear__(&self) {
+        Python::attach(|py| {
+            let s = self.st.with(py, std::mem::take);
+            drop(s);
+        })
+    }
+}
+
+/// Makes the native core of a stream transport over `sock` (already
+/// non-blocking) for the Python `transport`.
+#[pyfunction]
+fn stream_transport_core(
+    loop_: &Bound<'_, LoopCore>,
+    sock: &Bound<'_, PyAny>,
+    transport: &Bound<'_, PyAny>,
+    protocol: &Bound<'_, PyAny>,
+) -> PyResult<Py<StreamTransportCore>> {
+    let py = loop_.py();
+    let fd = crate::event_loop::fileobj_to_fd(sock)?;
+    let state = State {
+        sock: Some(sock.clone().unbind()),
+        transport: Some(transport.clone().unbind()),
+        high: DEFAULT_HIGH_WATER,
+        low: DEFAULT_HIGH_WATER / 4,
+        ..State::default()
+    };
+    let core = Py::new(py, StreamTransportCore { loop_: loop_.clone().unbind(), fd, st: GilCell::new(state) })?;
+    core.get().bind_protocol(py, protocol)?;
+    let event = |writable| -> PyResult<Py<Handle>> {
+        let cb = Py::new(py, TransportEvent { core: core.clone_ref(py), writable })?;
+        Handle::new_native(py, loop_.clone().unbind(), cb.into_any())
+    };
+    let (reader, writer) = (event(false)?, event(true)?);
+    core.get().st.with(py, |s| {
+        s.reader = Some(reader);
+        s.writer = Some(writer);
+    });
+    Ok(core)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<StreamTransportCore>()?;
+    m.add_function(wrap_pyfunction!(stream_transport_core, m)?)?;
+    Ok(())
+}
