@@ -23,6 +23,8 @@ from ._ferroloop import LoopCore
 from .resolver import ResolverMixin
 from .signals import SignalMixin
 from .sock import SockMixin
+from .connect import ConnectMixin
+from .server import ServerMixin
 from .transports import SocketTransport
 
 
@@ -40,7 +42,8 @@ def _debug_from_environment():
         not sys.flags.ignore_environment and bool(os.environ.get('PYTHONASYNCIODEBUG')))
 
 
-class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, asyncio.AbstractEventLoop):
+class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, ServerMixin,
+           asyncio.AbstractEventLoop):
     """asyncio's event loop, with its core in Rust."""
 
     def __init__(self):
