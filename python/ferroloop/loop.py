@@ -160,15 +160,19 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
     # -- watching file descriptors -------------------------------------------
 
     def add_reader(self, fd, callback, *args):
+        self._ensure_fd_no_transport(fd)
         self._add_reader(fd, callback, *args)
 
     def remove_reader(self, fd):
+        self._ensure_fd_no_transport(fd)
         return self._remove_reader(fd)
 
     def add_writer(self, fd, callback, *args):
+        self._ensure_fd_no_transport(fd)
         self._add_writer(fd, callback, *args)
 
     def remove_writer(self, fd):
+        self._ensure_fd_no_transport(fd)
         return self._remove_writer(fd)
 
     # -- transports -------------------------------------------------------

@@ -81,6 +81,7 @@ class SockMixin:
 
     def _sock_wait(self, fd, writing, op, args=()):
         """A future resolved by ``op(*args)`` once it stops raising BlockingIOError."""
+        self._ensure_fd_no_transport(fd)
         fut = self.create_future()
         add = self._add_writer if writing else self._add_reader
         handle = add(fd, _attempt, fut, op, args)
@@ -104,6 +105,8 @@ class SockMixin:
         self._check_sock(sock)
         if sock.__class__ is _SOCKET:
             fd = sock.fileno()
+            if self._transports.data:
+                self._ensure_fd_no_transport(fd)
             result = sock_recv_start(self, fd, n)
             if result.__class__ is bytes:
                 return result
@@ -144,6 +147,8 @@ class SockMixin:
         self._check_sock(sock)
         if sock.__class__ is _SOCKET:
             fd = sock.fileno()
+            if self._transports.data:
+                self._ensure_fd_no_transport(fd)
             fut = sock_sendall_start(self, fd, data)
             if fut is not None:
                 await self._sock_native_wait(fd, fut, True)
