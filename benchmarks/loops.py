@@ -1,0 +1,34 @@
+"""The loops under comparison, by name, so every benchmark builds them one way.
+
+Each library is imported only when asked for: a measurement process then pays
+for (and is perturbed by) only the loop it measures.
+"""
+
+import asyncio
+
+NAMES = ('asyncio', 'uvloop', 'ferroloop')
+
+
+def new_loop(name):
+    """A new, unstarted event loop of the named kind."""
+    if name == 'asyncio':
+        # Explicit rather than via the policy: the stock epoll selector loop.
+        return asyncio.SelectorEventLoop()
+    if name == 'uvloop':
+        import uvloop
+        return uvloop.new_event_loop()
+    if name == 'ferroloop':
+        import ferroloop
+        return ferroloop.new_event_loop()
+    raise ValueError(f'unknown loop {name!r}; expected one of {", ".join(NAMES)}')
+
+
+def available(name):
+    """None when the loop can be imported, else the reason it cannot."""
+    if name == 'asyncio':
+        return None
+    try:
+        __import__(name)
+    except ImportError as exc:
+        return str(exc)
+    return None

@@ -1,0 +1,341 @@
+"""ferroloop benchmark harness: asyncio vs uvloop vs ferroloop, interleaved.
+
+    python benchmarks/run.py [--rounds N] [--quick] [--only name,...]
+                             [--loops asyncio,uvloop,ferroloop] [--markdown out.md]
+
+Method (see README.md for the why):
+- every measurement is a fresh subprocess (no state carried from one loop or
+  benchmark to the next);
+- all of them pinned to ONE CPU -- for echo, server and client together, with
+  the client SCHED_BATCH -- because on these 2-core machines a cross-CPU
+  wake-up costs ~50 us per round trip and would hide every loop difference;
+- rounds interleave the loops (round 1: A B C for each benchmark, round 2:
+  A B C, ...), so drift in machine load hits every loop alike;
+- the table reports medians over the rounds; raw samples go to
+  benchmarks/results/run-*.json.
+The C epoll echo server (c_echo/, compiled here with cc) is measured the same
+way as the ceiling for the echo rows.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import select
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import loops as loops_mod  # noqa: E402
+import micro               # noqa: E402
+import report              # noqa: E402
+
+ECHO_SIZES = {'echo_1k': 1024, 'echo_100k': 100 * 1024}
+
+LABELS = {
+    'call_soon_0': 'call_soon, 0 args (calls/s)',
+    'call_soon_2': 'call_soon, 2 args (calls/s)',
+    'call_later_cancel': 'call_later schedule+cancel (timers/s)',
+    'timers_fire': 'call_later timers firing (timers/s)',
+    'sleep0': 'await asyncio.sleep(0) (iterations/s)',
+    'gather': 'create_task + gather (tasks/s)',
+    'getaddrinfo': "getaddrinfo('127.0.0.1', 80) (calls/s)",
+    'echo_1k': 'sock_recv/sock_sendall echo 1 KiB (round trips/s)',
+    'echo_100k': 'sock_recv/sock_sendall echo 100 KiB (round trips/s)',
+}
+ALL_BENCHMARKS = list(micro.BENCHMARKS) + list(ECHO_SIZES)
+assert set(ALL_BENCHMARKS) == set(LABELS)
+
+# Per-measurement budgets. The full run (7 rounds) takes ~4 minutes, --quick
+# ~40 s; each subprocess also has a hard timeout so nothing can hang the run.
+FULL = {'rounds': 7, 'micro_seconds': 0.4, 'echo_seconds': 1.0}
+QUICK = {'rounds': 3, 'micro_seconds': 0.15, 'echo_seconds': 0.3}
+ECHO_WARMUP = 200
+ECHO_MAX_COUNT = 5_000_000
+PROCESS_TIMEOUT = 60
+
+
+class MeasurementFailed(Exception):
+    pass
+
+
+# -- CPU placement --------------------------------------------------------------
+
+def placement(cpu, batch):
+    """preexec_fn for a child: pin it to `cpu`; SCHED_BATCH if `batch`.
+
+    SCHED_BATCH marks the load client as CPU-bound: its wake-ups do not
+    preempt the server, so the server finishes its loop turn (as it would on
+    its own CPU) instead of being switched out mid-turn for every reply.
+    """
+    def apply():
+        os.sched_setaffinity(0, {cpu})
+        if batch:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    return apply
+
+
+# -- the C ceiling ----------------------------------------------------------------
+
+def build_c(outdir):
+    """Compile c_echo/ into outdir: (server, client) paths, or (None, reason)."""
+    cc = shutil.which(os.environ.get('CC', 'cc'))
+    if not cc:
+        return None, 'no C compiler (cc) found'
+    os.makedirs(outdir, exist_ok=True)
+    built = []
+    for name in ('epoll_echo', 'echo_client'):
+        src = os.path.join(HERE, 'c_echo', name + '.c')
+        exe = os.path.join(outdir, name)
+        proc = subprocess.run([cc, '-O2', '-o', exe, src], capture_output=True, text=True)
+        if proc.returncode != 0:
+            return None, f'building {name}.c failed:\n{proc.stderr}'
+        built.append(exe)
+    return tuple(built), None
+
+
+def results_dir():
+    d = os.path.join(HERE, 'results')
+    try:
+        os.makedirs(d, exist_ok=True)
+        if os.access(d, os.W_OK):
+            return d
+    except OSError:
+        pass
+    return '/tmp/ferroloop-benchmarks'
+
+
+# -- one measurement ------------------------------------------------------------
+
+def tail(text, lines=15):
+    return '\n'.join((text or '').strip().splitlines()[-lines:])
+
+
+def last_json(stdout, what):
+    try:
+        return json.loads(stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise MeasurementFailed(f'{what}: no JSON result in output {stdout!r}') from None
+
+
+def run_micro(loop, bench, cfg):
+    cmd = [sys.executable, os.path.join(HERE, 'micro.py'), '--loop', loop, '--bench', bench,
+           '--seconds', str(cfg['micro_seconds'])]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROCESS_TIMEOUT,
+                              preexec_fn=placement(cfg['cpu'], batch=False))
+    except subprocess.TimeoutExpired:
+        raise MeasurementFailed(f'timed out after {PROCESS_TIMEOUT}s') from None
+    if proc.returncode != 0:
+        raise MeasurementFailed(f'exit status {proc.returncode}\n{tail(proc.stderr)}')
+    return last_json(proc.stdout, 'micro.py')['rate']
+
+
+def run_echo(loop, size, cfg):
+    """Round trips/s of one client against one fresh server (a loop, or 'C')."""
+    cpu = cfg['cpu']
+    server_timeout = int(cfg['echo_seconds'] + 30)
+    if loop == report.C_CEILING:
+        server_cmd = [cfg['c_server'], str(server_timeout)]
+    else:
+        server_cmd = [sys.executable, os.path.join(HERE, 'echo_server.py'), '--loop', loop,
+                      '--timeout', str(server_timeout)]
+    server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, preexec_fn=placement(cpu, batch=False))
+    try:
+        ready, _, _ = select.select([server.stdout], [], [], 30)
+        if not ready:
+            raise MeasurementFailed('server did not report its port within 30s')
+        line = server.stdout.readline()
+        if not line:
+            raise MeasurementFailed(f'server exited early\n{tail(server.stderr.read())}')
+        port = json.loads(line)['port']
+        if os.sched_getaffinity(server.pid) != {cpu}:
+            raise MeasurementFailed(f'server not pinned to CPU {cpu}')
+
+        if cfg['client'] == 'c':
+            client_cmd = [cfg['c_client'], str(port), str(size), str(cfg['echo_seconds']),
+                          str(ECHO_MAX_COUNT), str(ECHO_WARMUP)]
+        else:
+            client_cmd = [sys.executable, os.path.join(HERE, 'echo_client.py'),
+                          '--port', str(port), '--size', str(size),
+                          '--seconds', str(cfg['echo_seconds']),
+                          '--max-count', str(ECHO_MAX_COUNT), '--warmup', str(ECHO_WARMUP)]
+        try:
+            client = subprocess.run(client_cmd, capture_output=True, text=True,
+                                    timeout=PROCESS_TIMEOUT, preexec_fn=placement(cpu, batch=True))
+        except subprocess.TimeoutExpired:
+            raise MeasurementFailed(f'client timed out after {PROCESS_TIMEOUT}s') from None
+        if client.returncode != 0:
+            server.kill()       # it may be stuck; its stderr may say why
+            _, err = server.communicate()
+            raise MeasurementFailed(f'client exit status {client.returncode}\n{tail(client.stderr)}'
+                                    f'\nserver stderr:\n{tail(err)}')
+        result = last_json(client.stdout, 'echo client')
+        if result['sched_policy'] != os.SCHED_BATCH or result['cpus'] != [cpu]:
+            raise MeasurementFailed(f'client ran with policy {result["sched_policy"]} on CPUs '
+                                    f'{result["cpus"]}, not SCHED_BATCH on [{cpu}]')
+
+        try:
+            out, err = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise MeasurementFailed('server did not exit within 30s of the client closing') from None
+        if server.returncode != 0:
+            raise MeasurementFailed(f'server exit status {server.returncode}\n{tail(err)}')
+        echoed = last_json(out, 'echo server')['bytes']
+        if echoed != result['bytes']:
+            raise MeasurementFailed(f'server echoed {echoed} bytes, client sent and received '
+                                    f'{result["bytes"]}')
+        if result['roundtrips'] <= 0:
+            raise MeasurementFailed('no timed round trips')
+        return result['roundtrips'] / result['seconds']
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+# -- the run -----------------------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--rounds', type=int, help=f'default {FULL["rounds"]} ({QUICK["rounds"]} with --quick)')
+    p.add_argument('--quick', action='store_true', help='shorter measurements, fewer rounds (~40 s)')
+    p.add_argument('--only', help='comma-separated benchmarks: ' + ','.join(ALL_BENCHMARKS))
+    p.add_argument('--loops', default=','.join(loops_mod.NAMES))
+    p.add_argument('--markdown', metavar='OUT.md', help='also write the table (and run details) here')
+    p.add_argument('--cpu', type=int, help='the one CPU to run on (default: the highest allowed)')
+    p.add_argument('--client', choices=('c', 'python'),
+                   help='echo load client (default: c if it builds, else python)')
+    args = p.parse_args(argv)
+
+    args.benchmarks = ALL_BENCHMARKS
+    if args.only:
+        args.benchmarks = [b.strip() for b in args.only.split(',') if b.strip()]
+        unknown = [b for b in args.benchmarks if b not in LABELS]
+        if unknown:
+            p.error(f'unknown benchmark(s) {", ".join(unknown)}; choose from {", ".join(ALL_BENCHMARKS)}')
+    args.loops = [name.strip() for name in args.loops.split(',') if name.strip()]
+    unknown = [name for name in args.loops if name not in loops_mod.NAMES]
+    if unknown:
+        p.error(f'unknown loop(s) {", ".join(unknown)}; choose from {", ".join(loops_mod.NAMES)}')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.rounds:
+        cfg['rounds'] = args.rounds
+    allowed = os.sched_getaffinity(0)
+    cfg['cpu'] = max(allowed) if args.cpu is None else args.cpu
+    if cfg['cpu'] not in allowed:
+        sys.exit(f'CPU {cfg["cpu"]} is not among the allowed CPUs {sorted(allowed)}')
+
+    notes = []
+    loops = []
+    for name in args.loops:
+        why = loops_mod.available(name)
+        if why:
+            print(f'NOTE: {name} is not importable ({why}); skipping it.', file=sys.stderr)
+            notes.append(f'{name} skipped: not importable ({why}).')
+        else:
+            loops.append(name)
+    if not loops:
+        sys.exit('no loop to measure')
+    if 'uvloop' not in loops and 'uvloop' in args.loops:
+        notes.append('Ratios are to asyncio, since uvloop is missing.')
+
+    outdir = results_dir()
+    echo = [b for b in args.benchmarks if b in ECHO_SIZES]
+    cfg['client'] = args.client or 'python'
+    if echo:
+        built, why = build_c(os.path.join(outdir, 'bin'))
+        if built:
+            cfg['c_server'], cfg['c_client'] = built
+            cfg['client'] = args.client or 'c'
+        else:
+            print(f'NOTE: no C ceiling: {why}', file=sys.stderr)
+            notes.append(f'No C ceiling: {why.splitlines()[0]}')
+            if args.client == 'c':
+                sys.exit('--client c needs the C client, which did not build')
+
+    load_before = os.getloadavg()
+    started = time.monotonic()
+    results = {}        # (bench, loop) -> [rate, ...]
+    failures = []       # (round, bench, loop, message)
+    for rnd in range(1, cfg['rounds'] + 1):
+        for bench in args.benchmarks:
+            contenders = list(loops)
+            if bench in ECHO_SIZES and 'c_server' in cfg:
+                contenders.append(report.C_CEILING)
+            for loop in contenders:     # A B C, A B C, ...: interleaved
+                try:
+                    if bench in ECHO_SIZES:
+                        rate = run_echo(loop, ECHO_SIZES[bench], cfg)
+                    else:
+                        rate = run_micro(loop, bench, cfg)
+                except MeasurementFailed as exc:
+                    failures.append((rnd, bench, loop, str(exc)))
+                    print(f'[round {rnd}/{cfg["rounds"]}] {bench:18} {loop:9} FAILED: {exc}',
+                          file=sys.stderr, flush=True)
+                    continue
+                results.setdefault((bench, loop), []).append(rate)
+                print(f'[round {rnd}/{cfg["rounds"]}] {bench:18} {loop:9} {report.si(rate):>7}/s',
+                      file=sys.stderr, flush=True)
+    elapsed = time.monotonic() - started
+    load_after = os.getloadavg()
+
+    failed = {(b, l) for _, b, l, _ in failures}
+    md_table = report.table(args.benchmarks, LABELS, loops, results, failed)
+    versions = {name: _version(name) for name in loops}
+    details = [
+        f'{datetime.datetime.now():%Y-%m-%d %H:%M}, Python {platform.python_version()}, '
+        + ', '.join(f'{k} {v}' for k, v in versions.items() if v),
+        f'{cfg["rounds"]} rounds, medians (± half the min..max range); every process pinned to '
+        f'CPU {cfg["cpu"]}' + (f'; echo client: {cfg["client"]}, SCHED_BATCH' if echo else '')
+        + f'; {elapsed:.0f} s; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.',
+    ] + notes
+    text = md_table + '\n\n' + '\n'.join(f'- {d}' for d in details) + '\n'
+    print()
+    print(text)
+    if failures:
+        print(f'{len(failures)} measurement(s) FAILED:')
+        for rnd, bench, loop, msg in failures:
+            print(f'  round {rnd} {bench} {loop}: {msg}')
+
+    stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+    raw = os.path.join(outdir, f'run-{stamp}.json')
+    with open(raw, 'w') as f:
+        json.dump({'config': {k: v for k, v in cfg.items()}, 'versions': versions,
+                   'samples': {f'{b}/{l}': v for (b, l), v in results.items()},
+                   'failures': failures, 'elapsed': elapsed,
+                   'loadavg': [load_before, load_after]}, f, indent=1)
+    print(f'raw samples: {raw}')
+    if args.markdown:
+        with open(args.markdown, 'w') as f:
+            f.write(text)
+            if failures:
+                f.write('\nFailures:\n\n' + ''.join(
+                    f'- round {r} {b} {l}: {m.splitlines()[0]}\n' for r, b, l, m in failures))
+        print(f'table written to {args.markdown}')
+    return 1 if failures else 0
+
+
+def _version(name):
+    if name == 'asyncio':
+        return None     # the Python version says it
+    try:
+        from importlib.metadata import version
+        return version(name)
+    except Exception:
+        return None
+
+
+if __name__ == '__main__':
+    sys.exit(main())
