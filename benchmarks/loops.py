@@ -6,7 +6,8 @@ for (and is perturbed by) only the loop it measures.
 
 import asyncio
 
-NAMES = ('asyncio', 'uvloop', 'ferroloop')
+# rloop is optional: measured only when asked for (--loops ...,rloop) and installed.
+NAMES = ('asyncio', 'uvloop', 'ferroloop', 'rloop')
 
 
 def new_loop(name):
@@ -20,6 +21,9 @@ def new_loop(name):
     if name == 'ferroloop':
         import ferroloop
         return ferroloop.new_event_loop()
+    if name == 'rloop':
+        import rloop
+        return rloop.new_event_loop()
     raise ValueError(f'unknown loop {name!r}; expected one of {", ".join(NAMES)}')
 
 

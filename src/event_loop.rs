@@ -169,6 +169,8 @@ impl LoopCore {
         let py = slf.py();
         let h = Handle::new_timer(py, slf.clone().unbind(), when, callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
         let this = slf.get();
+        // Untracked while the heap holds it, as queued handles are.
+        Handle::untrack_queued(&h);
         this.timers.with(py, |t| t.push(when, h.clone_ref(py)));
         h.get().set_scheduled(py, true);
         Ok(h)
@@ -273,10 +275,10 @@ impl LoopCore {
 
         let mut dropped = Vec::new();
         this.timers.with(py, |t| t.drop_cancelled(|h| h.get().is_cancelled(py), |h| dropped.push(h)));
-        for h in &dropped {
+        for h in dropped {
             h.get().set_scheduled(py, false);
+            Handle::release_queued(h);
         }
-        drop(dropped);
 
         let busy = this.stopping.get(py) || this.ready.with(py, |r| !r.is_empty());
         let timeout = if busy {
@@ -408,8 +410,8 @@ impl LoopCore {
             let timers = self.timers.with(py, |t| t.drain());
             let fds = self.fds.with(py, std::mem::take);
             let rest = (self.task_factory.take(py), self.current_handle.take(py));
-            ready.into_iter().for_each(Handle::release_queued);
-            drop((timers, fds, rest));
+            ready.into_iter().chain(timers).for_each(Handle::release_queued);
+            drop((fds, rest));
         })
     }
 
@@ -652,8 +654,8 @@ impl LoopCore {
         let fds = self.fds.with(py, std::mem::take);
         let poller = self.poller.take(py);
         let waker = self.waker.take(py);
-        ready.into_iter().for_each(Handle::release_queued);
-        drop((timers, fds, poller, waker));
+        ready.into_iter().chain(timers).for_each(Handle::release_queued);
+        drop((fds, poller, waker));
     }
 
     /// A handle not scheduled anywhere yet (signal handlers keep one each).

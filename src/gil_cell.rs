@@ -31,6 +31,19 @@ impl<T> GilCell<T> {
 }
 
 impl<T> GilCell<T> {
+    /// Exclusive access through `&mut self` (e.g. in `Drop`) needs no GIL proof.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.0.get_mut()
+    }
+
+    /// The contents, for code that holds the GIL but has no token at hand.
+    ///
+    /// # Safety
+    /// The GIL must be held and no other borrow of the cell may be live.
+    pub unsafe fn raw(&self) -> *mut T {
+        self.0.get()
+    }
+
     /// Shared access for the garbage collector's traversal, which runs with
     /// the GIL held but without a `Python` token to show for it.
     ///

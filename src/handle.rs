@@ -11,6 +11,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyClassInitializer, PyTraverseError, PyVisit};
+use std::mem::ManuallyDrop;
 
 /// asyncio's own rendering of `callback(args)` for reprs and error messages.
 /// From Python 3.13 on it shows the arguments only in debug mode.
@@ -37,7 +38,7 @@ pub struct Handle {
     /// `None` only for the loop's own native callbacks, which run no user
     /// code directly and so need no context entered.
     context: Option<Py<PyAny>>,
-    loop_: Py<LoopCore>,
+    loop_: ManuallyDrop<Py<LoopCore>>,
     cancelled: GilCell<bool>,
     /// Kept on cancel in debug mode, so slow-callback warnings still name it.
     repr: GilCell<Option<Py<PyAny>>>,
@@ -46,6 +47,10 @@ pub struct Handle {
     when: Option<f64>,
     /// A timer handle that is in the loop's timer heap.
     scheduled: GilCell<bool>,
+    /// The context is our own copy of the caller's, seen by nothing else.
+    copied_context: bool,
+    /// The arguments tuple was taken out of the GC's sight while queued.
+    untracked_args: GilCell<bool>,
 }
 
 /// What running a handle's callback produced that the loop must act on.
@@ -63,6 +68,7 @@ impl Handle {
         context: Option<Py<PyAny>>,
         when: Option<f64>,
     ) -> PyResult<Handle> {
+        let copied_context = !matches!(&context, Some(c) if !c.is_none(py));
         let context = Some(match context {
             Some(c) if !c.is_none(py) => c,
             // SAFETY: returns a new reference or NULL with an exception set.
@@ -73,12 +79,14 @@ impl Handle {
             callback: GilCell::new(Some(callback)),
             args: GilCell::new(Some(args)),
             context,
-            loop_,
+            loop_: ManuallyDrop::new(loop_),
             cancelled: GilCell::new(false),
             repr: GilCell::new(None),
             source_traceback: GilCell::new(None),
             when,
             scheduled: GilCell::new(false),
+            copied_context,
+            untracked_args: GilCell::new(false),
         };
         if debug {
             let tb = py
@@ -121,11 +129,25 @@ impl Handle {
     }
 
     /// Takes a freshly made handle out of the garbage collector's sight while
-    /// it waits in the ready queue: the queue holds it for one iteration at
-    /// most, and traversing thousands of queued handles costs more than the
+    /// the loop holds it (ready queue or timer heap): the loop keeps it alive
+    /// anyway, and traversing thousands of queued handles costs more than the
     /// callbacks. `release_queued` puts it back if anything else kept it.
+    /// The context copy made for the handle goes out of sight with it: the
+    /// handle is its only holder.
     pub fn untrack_queued(h: &Py<Handle>) {
-        unsafe { ffi::PyObject_GC_UnTrack(h.as_ptr().cast()) }
+        let this = h.get();
+        unsafe {
+            ffi::PyObject_GC_UnTrack(h.as_ptr().cast());
+            if let (true, Some(ctx)) = (this.copied_context, &this.context) {
+                ffi::PyObject_GC_UnTrack(ctx.as_ptr().cast());
+            }
+            // The *args tuple PyO3 built for the call is the handle's alone.
+            let args = (*this.args.raw()).as_ref().map_or(std::ptr::null_mut(), |a| a.as_ptr());
+            if !args.is_null() && ffi::PyTuple_GET_SIZE(args) > 0 && ffi::PyObject_GC_IsTracked(args) != 0 {
+                ffi::PyObject_GC_UnTrack(args.cast());
+                *this.untracked_args.raw() = true;
+            }
+        }
     }
 
     /// Drops the queue's reference to a handle, returning it to the garbage
@@ -133,9 +155,26 @@ impl Handle {
     #[inline]
     pub fn release_queued(h: Py<Handle>) {
         let p = h.as_ptr();
+        let this = h.get();
         unsafe {
-            if ffi::Py_REFCNT(p) > 1 && ffi::PyObject_GC_IsTracked(p) == 0 {
+            let shared = ffi::Py_REFCNT(p) > 1;
+            if shared && ffi::PyObject_GC_IsTracked(p) == 0 {
                 ffi::PyObject_GC_Track(p.cast());
+            }
+            if *this.untracked_args.raw() {
+                *this.untracked_args.raw() = false;
+                let args = (*this.args.raw()).as_ref().map_or(std::ptr::null_mut(), |a| a.as_ptr());
+                if !args.is_null() && (shared || ffi::Py_REFCNT(args) > 1) && ffi::PyObject_GC_IsTracked(args) == 0 {
+                    ffi::PyObject_GC_Track(args.cast());
+                }
+            }
+            // Always tracked again: a context's dealloc unlinks it from the
+            // GC list unconditionally, so it must never die untracked.
+            if let (true, Some(ctx)) = (h.get().copied_context, &h.get().context) {
+                let c = ctx.as_ptr();
+                if ffi::PyObject_GC_IsTracked(c) == 0 {
+                    ffi::PyObject_GC_Track(c.cast());
+                }
             }
         }
         drop(h);
@@ -166,15 +205,21 @@ impl Handle {
         let py = slf.py();
         let this = slf.get();
         // Own references for the call: the callback may cancel its own handle.
-        let Some(cb) = this.callback.with(py, |c| c.as_ref().map(|c| c.clone_ref(py))) else {
+        // Raw counts, as PyO3's owned handles check the GIL on every drop.
+        let Some(cb) = this.callback.with(py, |c| c.as_ref().map(|c| c.as_ptr())) else {
             return Ok(());
         };
-        let args = this.args.with(py, |a| a.as_ref().map(|a| a.clone_ref(py)));
+        let args = this.args.with(py, |a| a.as_ref().map_or(std::ptr::null_mut(), |a| a.as_ptr()));
         let ctx = this.context.as_ref().map_or(std::ptr::null_mut(), |c| c.as_ptr());
-        // SAFETY: all pointers are live references held above; the GIL is held.
+        // SAFETY: cb and args are live (held by the handle, and increfed for
+        // the call); the GIL is held.
         let ok = unsafe {
-            if ctx.is_null() {
-                let res = ffi::PyObject_CallNoArgs(cb.as_ptr());
+            ffi::Py_INCREF(cb);
+            if !args.is_null() {
+                ffi::Py_INCREF(args);
+            }
+            let ok = if ctx.is_null() {
+                let res = ffi::PyObject_CallNoArgs(cb);
                 let failed = res.is_null();
                 if !failed {
                     ffi::Py_DECREF(res);
@@ -183,9 +228,10 @@ impl Handle {
             } else if ffi::PyContext_Enter(ctx) < 0 {
                 false
             } else {
-                let res = match &args {
-                    Some(a) if !a.bind(py).is_empty() => ffi::PyObject_Call(cb.as_ptr(), a.as_ptr(), std::ptr::null_mut()),
-                    _ => ffi::PyObject_CallNoArgs(cb.as_ptr()),
+                let res = if !args.is_null() && ffi::PyTuple_GET_SIZE(args) > 0 {
+                    ffi::PyObject_Call(cb, args, std::ptr::null_mut())
+                } else {
+                    ffi::PyObject_CallNoArgs(cb)
                 };
                 // Exit even after a failed call; keep the call's exception.
                 let failed = res.is_null();
@@ -198,12 +244,26 @@ impl Handle {
                     ffi::PyContext_Exit(ctx);
                 }
                 !failed
+            };
+            if ok {
+                ffi::Py_DECREF(cb);
+                if !args.is_null() {
+                    ffi::Py_DECREF(args);
+                }
             }
+            ok
         };
         if ok {
             return Ok(());
         }
         let err = PyErr::fetch(py);
+        // SAFETY: the references increfed for the call, now owned here.
+        let cb: Py<PyAny> = unsafe { Bound::from_owned_ptr(py, cb).unbind() };
+        let args: Option<Py<PyTuple>> = if args.is_null() {
+            None
+        } else {
+            Some(unsafe { Bound::from_owned_ptr(py, args).cast_into_unchecked::<PyTuple>().unbind() })
+        };
         if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
             return Err(RunError::Fatal(err));
         }
@@ -265,6 +325,24 @@ impl Handle {
     }
 }
 
+impl Drop for Handle {
+    // Runs in tp_dealloc with the GIL held: plain decrefs, without the GIL
+    // check PyO3 makes for every owned reference it drops.
+    fn drop(&mut self) {
+        fn decref<T>(p: Option<Py<T>>) {
+            if let Some(p) = p {
+                unsafe { ffi::Py_DECREF(p.into_ptr()) }
+            }
+        }
+        decref(self.callback.get_mut().take());
+        decref(self.args.get_mut().take());
+        decref(self.context.take());
+        decref(self.repr.get_mut().take());
+        decref(self.source_traceback.get_mut().take());
+        decref(Some(unsafe { ManuallyDrop::take(&mut self.loop_) }));
+    }
+}
+
 #[pymethods]
 impl Handle {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -276,7 +354,7 @@ impl Handle {
             visit.call(self.source_traceback.peek_for_gc())?;
         }
         visit.call(&self.context)?;
-        visit.call(&self.loop_)?;
+        visit.call(&*self.loop_)?;
         Ok(())
     }
 
@@ -347,7 +425,7 @@ impl Handle {
 
     #[getter]
     fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
-        self.loop_.clone_ref(py).into_any()
+        (*self.loop_).clone_ref(py).into_any()
     }
 
     #[getter]
