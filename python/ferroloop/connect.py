@@ -331,7 +331,12 @@ class ConnectMixin:
             if make_ssl is None:
                 sock.close()
                 raise _tls_unavailable()
-        protocol = protocol_factory()
+        try:
+            protocol = protocol_factory()
+        except BaseException:
+            # Nothing owns the socket yet: do not leave it to the collector.
+            sock.close()
+            raise
         waiter = self.create_future()
         if ssl:
             sslcontext = None if isinstance(ssl, bool) else ssl
