@@ -647,6 +647,11 @@ impl StreamTransportCore {
     }
 
     #[getter]
+    fn _sendfile_waiting(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| s.empty_waiter.is_some())
+    }
+
+    #[getter]
     fn _protocol_paused(&self, py: Python<'_>) -> bool {
         self.st.with(py, |s| s.protocol_paused)
     }

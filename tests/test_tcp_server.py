@@ -541,10 +541,6 @@ def test_wait_closed_returns_at_once_without_connections(loop):
 
 
 @loops(
-    ferroloop_marks=pytest.mark.xfail(
-        strict=True, raises=asyncio.TimeoutError,
-        reason='transport bug: SocketTransport calls server._attach() / _detach() '
-               'without passing itself, so the Server cannot list its clients'),
     asyncio_marks=pytest.mark.skipif(
         not PY313, reason='asyncio before 3.13 lacks close_clients() / abort_clients()'))
 @pytest.mark.parametrize('how', ['close_clients', 'abort_clients'])

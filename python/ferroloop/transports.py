@@ -8,12 +8,15 @@ Python frame. What runs once per connection or on errors stays here.
 """
 
 import socket
+import sys
 import warnings
 
 from asyncio import constants, futures, transports, trsock
 from asyncio.log import logger
 
 from ._ferroloop import stream_transport_core
+
+_WRITELINES_CHECKS = sys.version_info >= (3, 12)
 
 # Core methods bound straight onto each transport (see the module docstring).
 _HOT = ('write', 'is_closing', 'is_reading', 'pause_reading', 'resume_reading',
@@ -58,7 +61,7 @@ class SocketTransport(transports.Transport):
             setattr(self, name, getattr(core, name))
         _set_nodelay(sock)
         if server is not None:
-            server._attach()
+            server._attach(self)
         loop._transports[self._sock_fd] = self
         loop.call_soon(protocol.connection_made, self)
         # Reading starts only once connection_made() has run.
@@ -90,6 +93,12 @@ class SocketTransport(transports.Transport):
     # -- the rest of the Transport API ----------------------------------------
 
     def writelines(self, list_of_data):
+        if _WRITELINES_CHECKS:
+            # Python 3.12+ names writelines in these errors.
+            if self._core._eof:
+                raise RuntimeError('Cannot call writelines() after write_eof()')
+            if self._core._sendfile_waiting:
+                raise RuntimeError('unable to writelines; sendfile is in progress')
         self.write(b''.join(list_of_data))
 
     def write_eof(self):
@@ -156,7 +165,7 @@ class SocketTransport(transports.Transport):
             self._loop = None
             server = self._server
             if server is not None:
-                server._detach()
+                server._detach(self)
                 self._server = None
             if empty_waiter is not None and not empty_waiter.done():
                 empty_waiter.set_exception(ConnectionError("Connection is closed by peer"))
