@@ -228,12 +228,16 @@ def test_reader_stops_being_called_once_the_data_is_consumed(loop, sockpair):
         calls.append(1)
         if len(calls) == 3:
             assert r.recv(100) == b'x' * 10
+        elif len(calls) == 4:
+            assert r.recv(100) == b'more'
 
     loop.add_reader(r, on_readable)
     spin(loop, 0.05)
     assert len(calls) == 3
     w.send(b'more')
-    run_until(loop, lambda: len(calls) == 4)
+    run_until(loop, lambda: len(calls) >= 4)
+    spin(loop, 0.05)
+    assert len(calls) == 4  # consumed on the 4th call: not called again
     loop.remove_reader(r)
 
 
