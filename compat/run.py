@@ -40,7 +40,7 @@ OUT_OF_SCOPE = os.path.join(HERE, 'out_of_scope.txt')
 PY = f'{sys.version_info[0]}.{sys.version_info[1]}'
 EXPECTED = os.path.join(HERE, f'expected-{PY}.txt')
 
-# Slowest first, so that with -j 2 the long ones overlap (seconds on ferroloop).
+# The slowest modules, for ordering when no earlier run says better.
 SLOW_FIRST = ('test_events', 'test_tasks', 'test_subprocess', 'test_ssl',
               'test_streams', 'test_sslproto', 'test_base_events', 'test_sendfile')
 
@@ -54,10 +54,28 @@ LOG_TAIL = 6000
 
 def all_modules():
     import test.test_asyncio as pkg
-    names = sorted(n[:-3] for n in os.listdir(os.path.dirname(pkg.__file__))
-                   if n.startswith('test_') and n.endswith('.py'))
-    return sorted(names, key=lambda n: (SLOW_FIRST.index(n) if n in SLOW_FIRST
-                                        else len(SLOW_FIRST)))
+    return sorted(n[:-3] for n in os.listdir(os.path.dirname(pkg.__file__))
+                  if n.startswith('test_') and n.endswith('.py'))
+
+
+def _durations_path(loop):
+    return os.path.join(RESULTS_DIR, f'durations-{loop}.json')
+
+
+def read_durations(loop):
+    try:
+        with open(_durations_path(loop), encoding='utf-8') as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def slowest_first(names, loop):
+    """Orders modules by their duration in the last run (else SLOW_FIRST), so
+    that with -j 2 the long ones start at once and overlap."""
+    last = read_durations(loop)
+    default = {n: len(SLOW_FIRST) - i for i, n in enumerate(SLOW_FIRST)}
+    return sorted(names, key=lambda n: -last.get(n, default.get(n, 0)))
 
 
 def parse_modules(text):
@@ -125,14 +143,18 @@ class ModuleRun:
                 remaining = self._remaining()
                 if not remaining:
                     break
-                if status == 'stuck' or time.monotonic() >= deadline \
-                        or self.attempts >= self.args.max_attempts:
-                    why = {'stuck': 'the module hung outside any test',
-                           }.get(status, 'the module ran out of time or attempts')
-                    for test_id in remaining:
-                        self.tests[test_id] = {'outcome': 'timeout', 'loop': 'none',
-                                               'time': 0, 'message': f'not run: {why}'}
-                    break
+                if status == 'stuck':
+                    outcome, why = 'timeout', 'the module hung outside any test'
+                elif time.monotonic() >= deadline:
+                    outcome, why = 'timeout', f'the module ran out of time ({self.args.timeout:g} s)'
+                elif self.attempts >= self.args.max_attempts:
+                    outcome, why = 'crash', f'{self.attempts} workers hung or died'
+                else:
+                    continue
+                for test_id in remaining:
+                    self.tests[test_id] = {'outcome': outcome, 'loop': 'none',
+                                           'time': 0, 'message': f'not run: {why}'}
+                break
         self.duration = time.monotonic() - t0
         return self
 
@@ -168,41 +190,30 @@ class ModuleRun:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env,
                                     start_new_session=True)
-        current, finished, killed = None, False, None
+        state = {'current': None, 'finished': False}
+        killed = None
         last_progress = time.monotonic()
         offset = 0
         while True:
             exited = proc.poll() is not None
-            offset, evs = self._read_events(events_path, offset)
-            for ev in evs:
+            offset, events = self._read_events(events_path, offset)
+            if events:
                 last_progress = time.monotonic()
-                kind = ev['ev']
-                if kind == 'collected':
-                    if self.collected is None:
-                        self.collected = ev['tests']
-                elif kind == 'start':
-                    current = ev['id']
-                elif kind == 'end':
-                    self.tests[ev['id']] = {k: ev[k] for k in
-                                            ('outcome', 'loop', 'time', 'message')}
-                    current = None
-                elif kind == 'module_error':
-                    self.module_error = ev['message']
-                elif kind == 'module_skip':
-                    self.module_skip = ev['message']
-                elif kind == 'finished':
-                    finished = True
+                self._take(events, state)
             if exited:
                 break
             now = time.monotonic()
             if now - last_progress > self.args.test_timeout or now > deadline:
-                killed = 'timeout'
+                killed = (f'no progress for {self.args.test_timeout:g} s'
+                          if now <= deadline else
+                          f'the module ran out of time ({self.args.timeout:g} s)')
                 self._kill(proc)
-                offset, evs = self._read_events(events_path, offset)
+                self._take(self._read_events(events_path, offset)[1], state)
                 break
             time.sleep(0.05)
         proc.wait()
-        if finished:
+        current = state['current']
+        if state['finished']:
             return 'done'
         if self.collected is None:
             # Died or hung before it listed the tests: nothing to retry around.
@@ -215,13 +226,30 @@ class ModuleRun:
                 return 'stuck'
             # Exited between tests: the next attempt goes on from there.
             return 'again'
-        outcome = killed or 'crash'
-        what = (f'no progress for {self.args.test_timeout:g} s' if killed
-                else f'worker exited with status {proc.returncode}')
+        outcome = 'timeout' if killed else 'crash'
+        what = killed or f'worker exited with status {proc.returncode}'
         self.tests[current] = {'outcome': outcome, 'loop': 'none', 'time': 0,
                                'message': f'{what}; worker log tail:\n{_tail(log_path)}'}
         self.log(f'  {self.name}: {outcome}: {current} ({what})')
         return 'again'
+
+    def _take(self, events, state):
+        for ev in events:
+            kind = ev['ev']
+            if kind == 'collected':
+                if self.collected is None:
+                    self.collected = ev['tests']
+            elif kind == 'start':
+                state['current'] = ev['id']
+            elif kind == 'end':
+                self.tests[ev['id']] = {k: ev[k] for k in ('outcome', 'loop', 'time', 'message')}
+                state['current'] = None
+            elif kind == 'module_error':
+                self.module_error = ev['message']
+            elif kind == 'module_skip':
+                self.module_skip = ev['message']
+            elif kind == 'finished':
+                state['finished'] = True
 
     @staticmethod
     def _read_events(path, offset):
@@ -379,7 +407,7 @@ def main(argv=None):
     print(f'compat: {len(names)} module(s) of test_asyncio on {args.loop}, '
           f'Python {platform.python_version()}, -j {args.jobs}', flush=True)
     t0 = time.monotonic()
-    runs = run_modules(names, args)
+    runs = run_modules(slowest_first(names, args.loop), args)
 
     modules = {}
     for name in names:
@@ -418,6 +446,10 @@ def main(argv=None):
         RESULTS_DIR, f'{args.loop}-{started.strftime("%Y%m%d-%H%M%S")}.json')
     with open(path, 'w', encoding='utf-8') as f:
         json.dump(result, f, indent=1, sort_keys=True)
+    durations = read_durations(args.loop)
+    durations.update({name: data['duration'] for name, data in modules.items()})
+    with open(_durations_path(args.loop), 'w', encoding='utf-8') as f:
+        json.dump(durations, f, indent=1, sort_keys=True)
     if not args.results:
         with open(os.path.join(RESULTS_DIR, f'latest-{args.loop}.json'), 'w',
                   encoding='utf-8') as f:
