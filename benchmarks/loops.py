@@ -8,6 +8,7 @@ import asyncio
 
 # rloop is optional: measured only when asked for (--loops ...,rloop) and installed.
 NAMES = ('asyncio', 'uvloop', 'ferroloop', 'rloop')
+DEFAULT = ('asyncio', 'uvloop', 'ferroloop')
 
 
 def new_loop(name):

@@ -33,17 +33,22 @@ def median_or_none(samples):
     return statistics.median(samples) if samples else None
 
 
-def table(benchmarks, labels, loops, results, failed):
+def table(benchmarks, labels, loops, results, failed, ceilings=None):
     """The markdown table.
 
     benchmarks: names in row order; labels: name -> row label; loops: column
     order; results: (bench, loop) -> [rate, ...] of successful runs; failed:
     set of (bench, loop) that failed at least once (a failed cell is marked
-    even when other rounds succeeded, so a flaky failure is not hidden).
+    even when other rounds succeeded, so a flaky failure is not hidden);
+    ceilings: bench -> the key under which the C ceiling's rates are in
+    results, as (key, C_CEILING) -- several rows may share one (default: the
+    echo_* rows, each under its own name).
     """
+    if ceilings is None:
+        ceilings = {b: b for b in benchmarks if b.startswith('echo')}
     target = 'ferroloop' if 'ferroloop' in loops else loops[-1]
     baseline = next((b for b in ('uvloop', 'asyncio') if b in loops and b != target), None)
-    has_echo = any(b.startswith('echo') for b in benchmarks)
+    has_echo = any(b in ceilings for b in benchmarks)
 
     head = ['benchmark'] + list(loops)
     if baseline:
@@ -64,10 +69,11 @@ def table(benchmarks, labels, loops, results, failed):
             b = median_or_none(results.get((bench, baseline), []))
             row.append(f'{t / b:.2f}x' if t and b else '-')
         if has_echo:
-            c = median_or_none(results.get((bench, C_CEILING), []))
-            if bench.startswith('echo') and t and c:
+            c = median_or_none(results.get((ceilings[bench], C_CEILING), [])) \
+                if bench in ceilings else None
+            if t and c:
                 row.append(f'{t / c:.0%} (C: {si(c)})')
-            elif bench.startswith('echo') and c:
+            elif c:
                 row.append(f'- (C: {si(c)})')
             else:
                 row.append('')

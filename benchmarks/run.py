@@ -1,7 +1,8 @@
 """ferroloop benchmark harness: asyncio vs uvloop vs ferroloop, interleaved.
 
-    python benchmarks/run.py [--rounds N] [--quick] [--only name,...]
+    python benchmarks/run.py [--rounds N] [--quick] [--only name,pattern*,...]
                              [--loops asyncio,uvloop,ferroloop] [--markdown out.md]
+                             [--http-client wrk|c]
 
 Method (see README.md for the why):
 - every measurement is a fresh subprocess (no state carried from one loop or
@@ -14,14 +15,18 @@ Method (see README.md for the why):
 - the table reports medians over the rounds; raw samples go to
   benchmarks/results/run-*.json.
 The C epoll echo server (c_echo/, compiled here with cc) is measured the same
-way as the ceiling for the echo rows.
+way as the ceiling for the echo rows. The stream rows (Protocol / streams echo,
+bulk, HTTP) run stream_server.py under the C load client c_echo/stream_load.c,
+or wrk for HTTP when it is installed.
 """
 
 import argparse
 import datetime
+import fnmatch
 import json
 import os
 import platform
+import re
 import select
 import shutil
 import subprocess
@@ -48,15 +53,43 @@ LABELS = {
     'echo_1k': 'sock_recv/sock_sendall echo 1 KiB (round trips/s)',
     'echo_100k': 'sock_recv/sock_sendall echo 100 KiB (round trips/s)',
 }
-ALL_BENCHMARKS = list(micro.BENCHMARKS) + list(ECHO_SIZES)
+
+# The stream benchmarks: stream_server.py --kind KIND under the C load client
+# (c_echo/stream_load.c) or wrk. Echo rows share their C ceiling by (size,
+# connections): the C server is measured once per round for each pair.
+STREAM = {}
+for _kind, _prefix, _what in (('proto_echo', 'proto', 'Protocol echo'),
+                              ('streams_echo', 'streams', 'streams echo')):
+    for _size_name, _size in (('1k', 1024), ('10k', 10 * 1024), ('100k', 100 * 1024)):
+        for _conns in (1, 10):
+            _name = f'{_prefix}_{_size_name}_c{_conns}'
+            STREAM[_name] = {'kind': _kind, 'client': 'echo', 'size': _size, 'conns': _conns,
+                             'ceiling': f'ceiling_echo_{_size_name}_c{_conns}'}
+            LABELS[_name] = (f'{_what} {_size // 1024} KiB, {_conns} conn{"s" * (_conns > 1)} '
+                             f'(round trips/s)')
+STREAM['bulk_down'] = {'kind': 'bulk_down', 'client': 'down', 'conns': 1}
+LABELS['bulk_down'] = 'bulk: Protocol server writes, 1 conn (bytes/s)'
+STREAM['bulk_up'] = {'kind': 'bulk_up', 'client': 'up', 'conns': 1}
+LABELS['bulk_up'] = 'bulk: Protocol server reads, 1 conn (bytes/s)'
+STREAM['http'] = {'kind': 'http', 'client': 'http', 'conns': 10}
+LABELS['http'] = 'HTTP/1.1 keep-alive Protocol server, 10 conns (requests/s)'
+
+ALL_BENCHMARKS = list(micro.BENCHMARKS) + list(ECHO_SIZES) + list(STREAM)
 assert set(ALL_BENCHMARKS) == set(LABELS)
 
 # Per-measurement budgets. The full run (7 rounds) takes ~4 minutes, --quick
 # ~40 s; each subprocess also has a hard timeout so nothing can hang the run.
-FULL = {'rounds': 7, 'micro_seconds': 0.4, 'echo_seconds': 1.0}
-QUICK = {'rounds': 3, 'micro_seconds': 0.15, 'echo_seconds': 0.3}
+FULL = {'rounds': 7, 'micro_seconds': 0.4, 'echo_seconds': 1.0, 'stream_seconds': 0.4,
+        'http_seconds': 1}
+QUICK = {'rounds': 3, 'micro_seconds': 0.15, 'echo_seconds': 0.3, 'stream_seconds': 0.15,
+         'http_seconds': 1}
 ECHO_WARMUP = 200
 ECHO_MAX_COUNT = 5_000_000
+STREAM_WARMUP = 200             # untimed responses, over all connections
+STREAM_MAX_COUNT = 5_000_000
+BULK_BATCH = 251 * 32 * 1024    # ~7.8 MiB: whole chunks of the server's 251-byte pattern
+BULK_MAX_BYTES = 64 << 30
+HTTP_BODY = 'Hello, World!'     # what stream_server.py's HTTP server answers
 PROCESS_TIMEOUT = 60
 
 
@@ -83,13 +116,13 @@ def placement(cpu, batch):
 # -- the C ceiling ----------------------------------------------------------------
 
 def build_c(outdir):
-    """Compile c_echo/ into outdir: (server, client) paths, or (None, reason)."""
+    """Compile c_echo/ into outdir: (server, client, stream client) paths, or (None, reason)."""
     cc = shutil.which(os.environ.get('CC', 'cc'))
     if not cc:
         return None, 'no C compiler (cc) found'
     os.makedirs(outdir, exist_ok=True)
     built = []
-    for name in ('epoll_echo', 'echo_client'):
+    for name in ('epoll_echo', 'echo_client', 'stream_load'):
         src = os.path.join(HERE, 'c_echo', name + '.c')
         exe = os.path.join(outdir, name)
         proc = subprocess.run([cc, '-O2', '-o', exe, src], capture_output=True, text=True)
@@ -200,26 +233,166 @@ def run_echo(loop, size, cfg):
             server.wait()
 
 
+def start_server(cmd, cpu):
+    """Starts a benchmark server pinned to `cpu`; returns (process, port)."""
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, preexec_fn=placement(cpu, batch=False))
+    try:
+        ready, _, _ = select.select([server.stdout], [], [], 30)
+        if not ready:
+            raise MeasurementFailed('server did not report its port within 30s')
+        line = server.stdout.readline()
+        if not line:
+            raise MeasurementFailed(f'server exited early\n{tail(server.stderr.read())}')
+        port = json.loads(line)['port']
+        if os.sched_getaffinity(server.pid) != {cpu}:
+            raise MeasurementFailed(f'server not pinned to CPU {cpu}')
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+    return server, port
+
+
+def stream_client_cmd(spec, port, cfg):
+    client = cfg['c_stream']
+    if spec['client'] == 'echo':
+        return [client, 'echo', str(port), str(spec['size']), str(spec['conns']),
+                str(cfg['stream_seconds']), str(STREAM_MAX_COUNT), str(STREAM_WARMUP)]
+    if spec['client'] == 'http':
+        return [client, 'http', str(port), str(spec['conns']), str(cfg['http_seconds']),
+                str(STREAM_MAX_COUNT), str(STREAM_WARMUP), HTTP_BODY]
+    return [client, spec['client'], str(port), str(cfg['stream_seconds']), str(BULK_MAX_BYTES),
+            str(BULK_BATCH)]
+
+
+WRK_REQUESTS = re.compile(r'^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)\b', re.M)
+WRK_RATE = re.compile(r'^Requests/sec:\s*([\d.]+)', re.M)
+
+
+def run_wrk(spec, port, cfg):
+    """wrk against the server: (rate, client result dict like stream_load's)."""
+    cpu = cfg['cpu']
+    cmd = [cfg['wrk'], '-t1', f'-c{spec["conns"]}', f'-d{int(cfg["http_seconds"])}s',
+           '--timeout', '10s', f'http://127.0.0.1:{port}/']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=placement(cpu, batch=True))
+    try:
+        policy, cpus = os.sched_getscheduler(proc.pid), os.sched_getaffinity(proc.pid)
+        out, err = proc.communicate(timeout=PROCESS_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise MeasurementFailed(f'wrk timed out after {PROCESS_TIMEOUT}s') from None
+    except ProcessLookupError:      # exited before we looked: cannot vouch for its placement
+        raise MeasurementFailed('wrk exited at once') from None
+    if proc.returncode != 0:
+        raise MeasurementFailed(f'wrk exit status {proc.returncode}\n{tail(err or out)}')
+    if policy != os.SCHED_BATCH or cpus != {cpu}:
+        raise MeasurementFailed(f'wrk ran with policy {policy} on CPUs {sorted(cpus)}')
+    for bad in ('Socket errors', 'Non-2xx or 3xx'):
+        if bad in out:
+            raise MeasurementFailed(f'wrk reports errors:\n{tail(out)}')
+    done, rate = WRK_REQUESTS.search(out), WRK_RATE.search(out)
+    if not done or not rate:
+        raise MeasurementFailed(f'cannot read wrk output:\n{tail(out)}')
+    return float(rate.group(1)), {'requests': int(done.group(1))}
+
+
+def run_stream(loop, bench, cfg):
+    """One stream benchmark on one fresh server (a loop, or 'C' for the echo ceiling)."""
+    spec = STREAM[bench]
+    cpu = cfg['cpu']
+    seconds = cfg['http_seconds'] if spec['client'] == 'http' else cfg['stream_seconds']
+    server_timeout = int(seconds + 30)
+    if loop == report.C_CEILING:
+        server_cmd = [cfg['c_server'], str(server_timeout), str(spec['conns'])]
+    else:
+        server_cmd = [sys.executable, os.path.join(HERE, 'stream_server.py'), '--loop', loop,
+                      '--kind', spec['kind'], '--conns', str(spec['conns']),
+                      '--timeout', str(server_timeout)]
+    server, port = start_server(server_cmd, cpu)
+    try:
+        if spec['client'] == 'http' and cfg['http_client'] == 'wrk':
+            rate, result = run_wrk(spec, port, cfg)
+        else:
+            try:
+                client = subprocess.run(stream_client_cmd(spec, port, cfg), capture_output=True,
+                                        text=True, timeout=PROCESS_TIMEOUT,
+                                        preexec_fn=placement(cpu, batch=True))
+            except subprocess.TimeoutExpired:
+                raise MeasurementFailed(f'client timed out after {PROCESS_TIMEOUT}s') from None
+            if client.returncode != 0:
+                server.kill()       # it may be stuck; its stderr may say why
+                _, err = server.communicate()
+                raise MeasurementFailed(f'client exit status {client.returncode}\n'
+                                        f'{tail(client.stderr)}\nserver stderr:\n{tail(err)}')
+            result = last_json(client.stdout, 'stream client')
+            if result['sched_policy'] != os.SCHED_BATCH or result['cpus'] != [cpu]:
+                raise MeasurementFailed(f'client ran with policy {result["sched_policy"]} on CPUs '
+                                        f'{result["cpus"]}, not SCHED_BATCH on [{cpu}]')
+            if result['ops'] <= 0 or result['seconds'] <= 0:
+                raise MeasurementFailed('nothing timed')
+            rate = result['ops'] / result['seconds']
+
+        try:
+            out, err = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise MeasurementFailed('server did not exit within 30s of the client closing') from None
+        if server.returncode != 0:
+            raise MeasurementFailed(f'server exit status {server.returncode}\n{tail(err)}')
+        served = last_json(out, 'stream server')
+        if spec['client'] == 'http':
+            if 'bytes' in result:       # our C client: exact counts
+                if served['requests'] != result['requests']:
+                    raise MeasurementFailed(f'server answered {served["requests"]} requests, '
+                                            f'client got {result["requests"]} responses')
+            elif not (result['requests'] <= served['requests']
+                      <= result['requests'] + spec['conns']):
+                # wrk counts completed responses; at most one per connection
+                # may have been in flight when it stopped.
+                raise MeasurementFailed(f'server answered {served["requests"]} requests, '
+                                        f'wrk completed {result["requests"]}')
+        else:
+            if served['bytes'] != result['bytes']:
+                raise MeasurementFailed(f'server counted {served["bytes"]} bytes, client '
+                                        f'{result["bytes"]}')
+        if 'conns' in served and served['conns'] < spec['conns']:
+            raise MeasurementFailed(f'server saw {served["conns"]} connections, expected '
+                                    f'{spec["conns"]}')
+        return rate
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
 # -- the run -----------------------------------------------------------------------
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--rounds', type=int, help=f'default {FULL["rounds"]} ({QUICK["rounds"]} with --quick)')
     p.add_argument('--quick', action='store_true', help='shorter measurements, fewer rounds (~40 s)')
-    p.add_argument('--only', help='comma-separated benchmarks: ' + ','.join(ALL_BENCHMARKS))
-    p.add_argument('--loops', default=','.join(loops_mod.NAMES))
+    p.add_argument('--only', help='comma-separated benchmarks or shell patterns (e.g. '
+                   '"proto_*,http"): ' + ','.join(ALL_BENCHMARKS))
+    p.add_argument('--loops', default=','.join(loops_mod.DEFAULT),
+                   help=f'comma-separated, from {",".join(loops_mod.NAMES)} '
+                        f'(default {",".join(loops_mod.DEFAULT)})')
     p.add_argument('--markdown', metavar='OUT.md', help='also write the table (and run details) here')
     p.add_argument('--cpu', type=int, help='the one CPU to run on (default: the highest allowed)')
     p.add_argument('--client', choices=('c', 'python'),
-                   help='echo load client (default: c if it builds, else python)')
+                   help='echo_1k/echo_100k load client (default: c if it builds, else python)')
+    p.add_argument('--http-client', choices=('wrk', 'c'),
+                   help='HTTP load generator (default: wrk if installed, else the C client)')
     args = p.parse_args(argv)
 
     args.benchmarks = ALL_BENCHMARKS
     if args.only:
-        args.benchmarks = [b.strip() for b in args.only.split(',') if b.strip()]
-        unknown = [b for b in args.benchmarks if b not in LABELS]
+        wanted = [b.strip() for b in args.only.split(',') if b.strip()]
+        unknown = [w for w in wanted if not fnmatch.filter(ALL_BENCHMARKS, w)]
         if unknown:
             p.error(f'unknown benchmark(s) {", ".join(unknown)}; choose from {", ".join(ALL_BENCHMARKS)}')
+        args.benchmarks = [b for b in ALL_BENCHMARKS if any(fnmatch.fnmatchcase(b, w) for w in wanted)]
     args.loops = [name.strip() for name in args.loops.split(',') if name.strip()]
     unknown = [name for name in args.loops if name not in loops_mod.NAMES]
     if unknown:
@@ -253,52 +426,89 @@ def main(argv=None):
 
     outdir = results_dir()
     echo = [b for b in args.benchmarks if b in ECHO_SIZES]
+    stream = [b for b in args.benchmarks if b in STREAM]
     cfg['client'] = args.client or 'python'
-    if echo:
+    built = None
+    if echo or stream:
         built, why = build_c(os.path.join(outdir, 'bin'))
         if built:
-            cfg['c_server'], cfg['c_client'] = built
+            cfg['c_server'], cfg['c_client'], cfg['c_stream'] = built
             cfg['client'] = args.client or 'c'
         else:
             print(f'NOTE: no C ceiling: {why}', file=sys.stderr)
             notes.append(f'No C ceiling: {why.splitlines()[0]}')
             if args.client == 'c':
                 sys.exit('--client c needs the C client, which did not build')
+    if 'http' in stream:
+        wrk = shutil.which('wrk')
+        cfg['http_client'] = args.http_client or ('wrk' if wrk else 'c')
+        if cfg['http_client'] == 'wrk':
+            if not wrk:
+                sys.exit('--http-client wrk: wrk is not installed')
+            cfg['wrk'] = wrk
+        else:
+            notes.append('HTTP load: the C keep-alive client (c_echo/stream_load.c http)'
+                         + ('' if args.http_client else '; wrk is not installed') + '.')
+    if stream and not built:
+        # A Python load client would cost more CPU than the servers it measures.
+        runnable = [b for b in stream if b == 'http' and cfg.get('http_client') == 'wrk']
+        skipped = [b for b in stream if b not in runnable]
+        if skipped:
+            notes.append(f'Skipped {", ".join(skipped)}: they need the C load client.')
+            print(f'NOTE: skipping {", ".join(skipped)}: no C load client', file=sys.stderr)
+            args.benchmarks = [b for b in args.benchmarks if b not in skipped]
+            stream = runnable
+    ceilings = {b: b for b in echo if 'c_server' in cfg}
+    ceilings.update({b: STREAM[b]['ceiling'] for b in stream
+                     if 'ceiling' in STREAM[b] and 'c_server' in cfg})
 
     load_before = os.getloadavg()
     started = time.monotonic()
     results = {}        # (bench, loop) -> [rate, ...]
     failures = []       # (round, bench, loop, message)
     for rnd in range(1, cfg['rounds'] + 1):
+        ceilings_done = set()
         for bench in args.benchmarks:
             contenders = list(loops)
-            if bench in ECHO_SIZES and 'c_server' in cfg:
+            ceiling = ceilings.get(bench)
+            if ceiling and ceiling not in ceilings_done:   # shared by rows: once a round
                 contenders.append(report.C_CEILING)
+                ceilings_done.add(ceiling)
             for loop in contenders:     # A B C, A B C, ...: interleaved
+                key = (ceiling, loop) if loop == report.C_CEILING else (bench, loop)
                 try:
                     if bench in ECHO_SIZES:
                         rate = run_echo(loop, ECHO_SIZES[bench], cfg)
+                    elif bench in STREAM:
+                        rate = run_stream(loop, bench, cfg)
                     else:
                         rate = run_micro(loop, bench, cfg)
                 except MeasurementFailed as exc:
-                    failures.append((rnd, bench, loop, str(exc)))
-                    print(f'[round {rnd}/{cfg["rounds"]}] {bench:18} {loop:9} FAILED: {exc}',
+                    failures.append((rnd, key[0], loop, str(exc)))
+                    print(f'[round {rnd}/{cfg["rounds"]}] {key[0]:18} {loop:9} FAILED: {exc}',
                           file=sys.stderr, flush=True)
                     continue
-                results.setdefault((bench, loop), []).append(rate)
-                print(f'[round {rnd}/{cfg["rounds"]}] {bench:18} {loop:9} {report.si(rate):>7}/s',
+                results.setdefault(key, []).append(rate)
+                print(f'[round {rnd}/{cfg["rounds"]}] {key[0]:18} {loop:9} {report.si(rate):>7}/s',
                       file=sys.stderr, flush=True)
     elapsed = time.monotonic() - started
     load_after = os.getloadavg()
 
     failed = {(b, l) for _, b, l, _ in failures}
-    md_table = report.table(args.benchmarks, LABELS, loops, results, failed)
+    labels = dict(LABELS)
+    if 'http' in stream:
+        labels['http'] = labels['http'].replace(
+            ' (', ', wrk (' if cfg['http_client'] == 'wrk' else ', C client (')
+    md_table = report.table(args.benchmarks, labels, loops, results, failed, ceilings)
     versions = {name: _version(name) for name in loops}
     details = [
         f'{datetime.datetime.now():%Y-%m-%d %H:%M}, Python {platform.python_version()}, '
         + ', '.join(f'{k} {v}' for k, v in versions.items() if v),
         f'{cfg["rounds"]} rounds, medians (± half the min..max range); every process pinned to '
         f'CPU {cfg["cpu"]}' + (f'; echo client: {cfg["client"]}, SCHED_BATCH' if echo else '')
+        + ('; stream rows: C load client c_echo/stream_load.c'
+           + (' and wrk' if cfg.get('http_client') == 'wrk' else '') + ', SCHED_BATCH'
+           if stream else '')
         + f'; {elapsed:.0f} s; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.',
     ] + notes
     text = md_table + '\n\n' + '\n'.join(f'- {d}' for d in details) + '\n'
