@@ -6,8 +6,8 @@ asyncio's argument checks and messages (``base_events`` / ``unix_events``),
 version by version where they differ. The per-packet work happens in the
 transport that ``_make_socket_transport`` builds.
 
-TLS is a later issue: ``ssl`` is checked exactly as asyncio checks it, and a
-real context is handed to ``_make_ssl_transport`` once the loop has one.
+With ``ssl``, the arguments are checked exactly as asyncio checks them and
+the socket goes to ``_make_ssl_transport`` (tls.py).
 """
 
 import collections
@@ -55,11 +55,6 @@ def _bind_error_message(addr, exc):
     # 3.13 lowers the whole str() (with its "[errno N]" prefix); before, strerror.
     detail = str(exc).lower() if _PY313 else (exc.strerror or str(exc)).lower()
     return f'error while attempting to bind on address {addr!r}: {detail}'
-
-
-def _tls_unavailable():
-    return ValueError('ssl is not supported by ferroloop yet: '
-                      'TLS transports come with a later release')
 
 
 class _SendfileFallbackProtocol(protocols.Protocol):
@@ -326,11 +321,6 @@ class ConnectMixin:
             ssl_handshake_timeout=None,
             ssl_shutdown_timeout=None):
         sock.setblocking(False)
-        if ssl:
-            make_ssl = getattr(self, '_make_ssl_transport', None)
-            if make_ssl is None:
-                sock.close()
-                raise _tls_unavailable()
         try:
             protocol = protocol_factory()
         except BaseException:
@@ -345,9 +335,9 @@ class ConnectMixin:
                 kwargs['ssl_handshake_timeout'] = ssl_handshake_timeout
             if ssl_shutdown_timeout is not None:
                 kwargs['ssl_shutdown_timeout'] = ssl_shutdown_timeout
-            transport = make_ssl(sock, protocol, sslcontext, waiter,
-                                 server_side=server_side,
-                                 server_hostname=server_hostname, **kwargs)
+            transport = self._make_ssl_transport(
+                sock, protocol, sslcontext, waiter, server_side=server_side,
+                server_hostname=server_hostname, **kwargs)
         else:
             transport = self._make_socket_transport(sock, protocol, waiter)
 

@@ -25,6 +25,7 @@ from .signals import SignalMixin
 from .sock import SockMixin
 from .connect import ConnectMixin
 from .server import ServerMixin
+from .tls import TLSMixin
 from .transports import SocketTransport
 
 
@@ -43,7 +44,7 @@ def _debug_from_environment():
 
 
 class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, ServerMixin,
-           asyncio.AbstractEventLoop):
+           TLSMixin, asyncio.AbstractEventLoop):
     """asyncio's event loop, with its core in Rust."""
 
     def __init__(self):

@@ -21,7 +21,7 @@ import weakref
 from asyncio import constants, events, exceptions, tasks, trsock
 from asyncio.log import logger
 
-from .connect import _bind_error_message, _check_ssl_socket, _tls_unavailable
+from .connect import _bind_error_message, _check_ssl_socket
 
 _PY313 = sys.version_info >= (3, 13)
 _HAS_IPv6 = hasattr(socket, 'AF_INET6')
@@ -359,9 +359,6 @@ class ServerMixin:
         if sock is not None:
             _check_ssl_socket(sock)
 
-        if ssl is not None and getattr(self, '_make_ssl_transport', None) is None:
-            raise _tls_unavailable()
-
         if host is not None or port is not None:
             if sock is not None:
                 raise ValueError(
@@ -467,9 +464,6 @@ class ServerMixin:
 
         if ssl_shutdown_timeout is not None and not ssl:
             raise ValueError('ssl_shutdown_timeout is only meaningful with ssl')
-
-        if ssl is not None and getattr(self, '_make_ssl_transport', None) is None:
-            raise _tls_unavailable()
 
         if path is not None:
             if sock is not None:
