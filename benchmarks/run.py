@@ -77,8 +77,9 @@ LABELS['http'] = 'HTTP/1.1 keep-alive Protocol server, 10 conns (requests/s)'
 ALL_BENCHMARKS = list(micro.BENCHMARKS) + list(ECHO_SIZES) + list(STREAM)
 assert set(ALL_BENCHMARKS) == set(LABELS)
 
-# Per-measurement budgets. The full run (7 rounds) takes ~4 minutes, --quick
-# ~40 s; each subprocess also has a hard timeout so nothing can hang the run.
+# Per-measurement budgets. The full run (7 rounds) takes ~7-8 minutes (about
+# half of it the stream rows), --quick ~1.5 minutes; each subprocess also has a
+# hard timeout so nothing can hang the run.
 FULL = {'rounds': 7, 'micro_seconds': 0.4, 'echo_seconds': 1.0, 'stream_seconds': 0.4,
         'http_seconds': 1}
 QUICK = {'rounds': 3, 'micro_seconds': 0.15, 'echo_seconds': 0.3, 'stream_seconds': 0.15,
