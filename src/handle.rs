@@ -10,8 +10,12 @@ use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use pyo3::sync::PyOnceLock;
 use pyo3::{PyClassInitializer, PyTraverseError, PyVisit};
 use std::mem::ManuallyDrop;
+
+static ASYNCIO_HANDLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static ASYNCIO_TIMER_HANDLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// asyncio's own rendering of `callback(args)` for reprs and error messages.
 /// From Python 3.13 on it shows the arguments only in debug mode.
@@ -433,6 +437,16 @@ impl Handle {
         self.source_traceback
             .with(py, |t| t.as_ref().map(|t| t.clone_ref(py)))
             .unwrap_or_else(|| py.None())
+    }
+
+    /// asyncio's own `Handle` / `TimerHandle`: `isinstance()` falls back to
+    /// `__class__`, so code that checks for asyncio's handle classes accepts
+    /// ours (a native class cannot subclass the Python ones).
+    #[getter]
+    fn __class__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let cell = if self.when.is_some() { &ASYNCIO_TIMER_HANDLE } else { &ASYNCIO_HANDLE };
+        let name = if self.when.is_some() { "TimerHandle" } else { "Handle" };
+        Ok(cell.import(py, "asyncio.events", name)?.clone().unbind())
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {

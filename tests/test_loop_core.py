@@ -150,6 +150,15 @@ def test_handle_types_are_exported():
     assert ferroloop.TimerHandle.__mro__[1] is ferroloop.Handle
 
 
+def test_handles_are_instances_of_asyncios_handle_classes(any_loop):
+    h = any_loop.call_soon(print)
+    t = any_loop.call_later(10, print)
+    assert isinstance(h, asyncio.Handle) and not isinstance(h, asyncio.TimerHandle)
+    assert isinstance(t, asyncio.TimerHandle) and isinstance(t, asyncio.Handle)
+    h.cancel()
+    t.cancel()
+
+
 # -- timers ------------------------------------------------------------------------
 
 def test_call_later_fires_in_deadline_order(any_loop):
@@ -170,7 +179,7 @@ def test_timer_handle_when_and_comparisons(any_loop):
     b = any_loop.call_at(t + 20, print)
     assert a.when() == t + 10
     assert a < b and b > a and a <= b and not (a == b)
-    assert isinstance(a, asyncio.TimerHandle) or isinstance(a, ferroloop.TimerHandle)
+    assert isinstance(a, asyncio.TimerHandle)
     a.cancel()
     b.cancel()
 

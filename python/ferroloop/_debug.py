@@ -3,7 +3,9 @@
 import sys
 
 from asyncio import coroutines, format_helpers
-from asyncio.log import logger
+# asyncio's own module logger, looked up per call: code (and tests) may
+# replace it, as with the stdlib loop.
+from asyncio import base_events as _logging_module
 
 
 def extract_stack():
@@ -30,4 +32,4 @@ def format_handle(handle):
 
 
 def log_slow_callback(handle, seconds):
-    logger.warning('Executing %s took %.3f seconds', format_handle(handle), seconds)
+    _logging_module.logger.warning('Executing %s took %.3f seconds', format_handle(handle), seconds)

@@ -18,7 +18,9 @@ import socket
 import sys
 
 from asyncio import constants, exceptions, protocols, staggered
-from asyncio.log import logger
+# asyncio's own module logger, looked up per call: code (and tests) may
+# replace it, as with the stdlib loop.
+from asyncio import base_events as _logging_module
 
 try:
     import ssl as _ssl
@@ -311,7 +313,7 @@ class ConnectMixin:
             ssl_shutdown_timeout=ssl_shutdown_timeout)
         if self.get_debug():
             sock = transport.get_extra_info('socket')
-            logger.debug("%r connected to %s:%r: (%r, %r)",
+            _logging_module.logger.debug("%r connected to %s:%r: (%r, %r)",
                          sock, host, port, transport, protocol)
         return transport, protocol
 
@@ -417,7 +419,7 @@ class ConnectMixin:
             ssl_shutdown_timeout=ssl_shutdown_timeout)
         if self.get_debug():
             sock = transport.get_extra_info('socket')
-            logger.debug("%r handled: (%r, %r)", sock, transport, protocol)
+            _logging_module.logger.debug("%r handled: (%r, %r)", sock, transport, protocol)
         return transport, protocol
 
     # -- sendfile over a transport -----------------------------------------------

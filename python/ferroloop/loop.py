@@ -9,15 +9,16 @@ families from their own modules.
 
 import asyncio
 import concurrent.futures
-import os
 import sys
 import threading
 import traceback
 import warnings
 import weakref
 
-from asyncio import events, futures, tasks
-from asyncio.log import logger
+from asyncio import coroutines, events, futures, tasks
+# asyncio's own module logger, looked up per call: code (and tests) may
+# replace it, as with the stdlib loop.
+from asyncio import base_events as _logging_module
 
 from ._ferroloop import LoopCore
 from .resolver import ResolverMixin
@@ -38,11 +39,6 @@ def _run_until_complete_cb(fut):
     fut.get_loop().stop()
 
 
-def _debug_from_environment():
-    return sys.flags.dev_mode or (
-        not sys.flags.ignore_environment and bool(os.environ.get('PYTHONASYNCIODEBUG')))
-
-
 class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, ServerMixin,
            TLSMixin, asyncio.AbstractEventLoop):
     """asyncio's event loop, with its core in Rust."""
@@ -58,7 +54,8 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
         self._signal_handlers = {}
         # fd -> transport using it, so add_reader & co. can refuse those fds.
         self._transports = weakref.WeakValueDictionary()
-        self.set_debug(_debug_from_environment())
+        # asyncio's own rule (-X dev, PYTHONASYNCIODEBUG), looked up per loop.
+        self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):
         return (f'<{self.__class__.__name__} running={self.is_running()} '
@@ -119,7 +116,7 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
         if self.is_closed():
             return
         if self.get_debug():
-            logger.debug("Close %r", self)
+            _logging_module.logger.debug("Close %r", self)
         if not sys.is_finalizing():
             for sig in list(self._signal_handlers):
                 self.remove_signal_handler(sig)
@@ -323,7 +320,7 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
             else:
                 value = repr(value)
             lines.append(f'{key}: {value}')
-        logger.error('\n'.join(lines), exc_info=exc_info)
+        _logging_module.logger.error('\n'.join(lines), exc_info=exc_info)
 
     def call_exception_handler(self, context):
         if self._exception_handler is None:
@@ -332,7 +329,7 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                logger.error('Exception in default exception handler',
+                _logging_module.logger.error('Exception in default exception handler',
                              exc_info=True)
             return
         try:
@@ -349,7 +346,7 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
-                logger.error('Exception in default exception handler '
+                _logging_module.logger.error('Exception in default exception handler '
                              'while handling an unexpected error '
                              'in custom exception handler',
                              exc_info=True)

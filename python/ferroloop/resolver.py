@@ -9,7 +9,9 @@ as asyncio does.
 import socket
 
 
-from asyncio.log import logger
+# asyncio's own module logger, looked up per call: code (and tests) may
+# replace it, as with the stdlib loop.
+from asyncio import base_events as _logging_module
 
 _NUMERIC_PORT_TYPES = (int, type(None))
 
@@ -65,15 +67,15 @@ class ResolverMixin:
         if flags:
             msg.append(f'flags={flags!r}')
         msg = ', '.join(msg)
-        logger.debug('Get address info %s', msg)
+        _logging_module.logger.debug('Get address info %s', msg)
         t0 = self.time()
         addrinfo = socket.getaddrinfo(host, port, family, type, proto, flags)
         dt = self.time() - t0
         msg = f'Getting address info {msg} took {dt * 1e3:.3f}ms: {addrinfo!r}'
         if dt >= self.slow_callback_duration:
-            logger.info(msg)
+            _logging_module.logger.info(msg)
         else:
-            logger.debug(msg)
+            _logging_module.logger.debug(msg)
         return addrinfo
 
     async def getnameinfo(self, sockaddr, flags=0):

@@ -19,7 +19,9 @@ import sys
 import weakref
 
 from asyncio import constants, events, exceptions, tasks, trsock
-from asyncio.log import logger
+# asyncio's own module logger, looked up per call: code (and tests) may
+# replace it, as with the stdlib loop.
+from asyncio import base_events as _logging_module
 
 from .connect import _bind_error_message, _check_ssl_socket
 
@@ -208,7 +210,7 @@ class ServerMixin:
             try:
                 conn, addr = sock.accept()
                 if debug:
-                    logger.debug("%r got a new connection from %r: %r",
+                    _logging_module.logger.debug("%r got a new connection from %r: %r",
                                  server, addr, conn)
                 conn.setblocking(False)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
@@ -320,7 +322,7 @@ class ServerMixin:
             except FileNotFoundError:
                 pass
             except OSError as err:
-                logger.error('Unable to clean up listening UNIX socket %r: %r',
+                _logging_module.logger.error('Unable to clean up listening UNIX socket %r: %r',
                              path, err)
 
     # -- create_server -----------------------------------------------------------
@@ -389,7 +391,7 @@ class ServerMixin:
                     except socket.error:
                         # A family/type/protocol this host cannot do.
                         if self.get_debug():
-                            logger.warning('create_server() failed to create '
+                            _logging_module.logger.warning('create_server() failed to create '
                                            'socket.socket(%r, %r, %r)',
                                            af, socktype, proto, exc_info=True)
                         continue
@@ -414,7 +416,7 @@ class ServerMixin:
                             sockets.pop()
                             sock.close()
                             if self.get_debug():
-                                logger.warning(msg)
+                                _logging_module.logger.warning(msg)
                             continue
                         raise OSError(err.errno, msg) from None
 
@@ -444,7 +446,7 @@ class ServerMixin:
             await tasks.sleep(0)
 
         if self.get_debug():
-            logger.info("%r is serving", server)
+            _logging_module.logger.info("%r is serving", server)
         return server
 
     # -- Unix sockets --------------------------------------------------------------
@@ -481,7 +483,7 @@ class ServerMixin:
                     pass
                 except OSError as err:
                     # The directory may only allow creating the socket.
-                    logger.error('Unable to check or remove stale UNIX socket '
+                    _logging_module.logger.error('Unable to check or remove stale UNIX socket '
                                  '%r: %r', path, err)
 
             try:

@@ -13,7 +13,9 @@ import errno
 import signal
 
 from asyncio import coroutines
-from asyncio.log import logger
+# asyncio's own module logger, looked up per call: code (and tests) may
+# replace it, as with the stdlib loop.
+from asyncio import unix_events as _logging_module
 
 
 def _sighandler_noop(signum, frame):
@@ -93,4 +95,4 @@ class SignalMixin:
         try:
             signal.set_wakeup_fd(-1)
         except (ValueError, OSError) as exc:
-            logger.info('set_wakeup_fd(-1) failed: %s', exc)
+            _logging_module.logger.info('set_wakeup_fd(-1) failed: %s', exc)

@@ -26,6 +26,19 @@ _RETRY = (BlockingIOError, InterruptedError)
 _SOCKET = socket.socket
 
 
+class _Method:
+    """Calls ``sock.<name>`` looked up afresh each time, as asyncio's retries do
+    (code may replace a socket's method between attempts)."""
+
+    __slots__ = ('sock', 'name')
+
+    def __init__(self, sock, name):
+        self.sock, self.name = sock, name
+
+    def __call__(self, *args):
+        return getattr(self.sock, self.name)(*args)
+
+
 def _attempt(fut, op, args):
     # Runs as a reader/writer callback each time the fd is ready.
     if fut.done():
@@ -115,7 +128,7 @@ class SockMixin:
             return sock.recv(n)
         except _RETRY:
             pass
-        return await self._sock_wait(sock.fileno(), False, sock.recv, (n,))
+        return await self._sock_wait(sock.fileno(), False, _Method(sock, 'recv'), (n,))
 
     async def sock_recv_into(self, sock, buf):
         self._check_sock(sock)
@@ -123,7 +136,7 @@ class SockMixin:
             return sock.recv_into(buf)
         except _RETRY:
             pass
-        return await self._sock_wait(sock.fileno(), False, sock.recv_into, (buf,))
+        return await self._sock_wait(sock.fileno(), False, _Method(sock, 'recv_into'), (buf,))
 
     async def sock_recvfrom(self, sock, bufsize):
         self._check_sock(sock)
@@ -131,7 +144,7 @@ class SockMixin:
             return sock.recvfrom(bufsize)
         except _RETRY:
             pass
-        return await self._sock_wait(sock.fileno(), False, sock.recvfrom, (bufsize,))
+        return await self._sock_wait(sock.fileno(), False, _Method(sock, 'recvfrom'), (bufsize,))
 
     async def sock_recvfrom_into(self, sock, buf, nbytes=0):
         self._check_sock(sock)
@@ -141,7 +154,7 @@ class SockMixin:
             return sock.recvfrom_into(buf, nbytes)
         except _RETRY:
             pass
-        return await self._sock_wait(sock.fileno(), False, sock.recvfrom_into, (buf, nbytes))
+        return await self._sock_wait(sock.fileno(), False, _Method(sock, 'recvfrom_into'), (buf, nbytes))
 
     async def sock_sendall(self, sock, data):
         self._check_sock(sock)
@@ -168,7 +181,7 @@ class SockMixin:
             return sock.sendto(data, address)
         except _RETRY:
             pass
-        return await self._sock_wait(sock.fileno(), True, sock.sendto, (data, 0, address))
+        return await self._sock_wait(sock.fileno(), True, _Method(sock, 'sendto'), (data, 0, address))
 
     async def sock_connect(self, sock, address):
         self._check_sock(sock)
@@ -186,7 +199,7 @@ class SockMixin:
         try:
             conn, address = sock.accept()
         except _RETRY:
-            conn, address = await self._sock_wait(sock.fileno(), False, sock.accept)
+            conn, address = await self._sock_wait(sock.fileno(), False, _Method(sock, 'accept'))
         conn.setblocking(False)
         return conn, address
 

@@ -12,7 +12,9 @@ import sys
 import warnings
 
 from asyncio import constants, futures, transports, trsock
-from asyncio.log import logger
+# asyncio's own module logger, looked up per call: code (and tests) may
+# replace it, as with the stdlib loop.
+from asyncio import selector_events as _logging_module
 
 from ._ferroloop import stream_transport_core
 
@@ -173,7 +175,7 @@ class SocketTransport(transports.Transport):
     def _fatal_error(self, exc, message='Fatal error on transport'):
         if isinstance(exc, OSError):
             if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
+                _logging_module.logger.debug("%r: %s", self, message, exc_info=True)
         else:
             self._loop.call_exception_handler({
                 'message': message,
@@ -192,7 +194,7 @@ class SocketTransport(transports.Transport):
         })
 
     def _log_debug(self, fmt):
-        logger.debug(fmt, self)
+        _logging_module.logger.debug(fmt, self)
 
     def _log_warning(self, message):
-        logger.warning(message)
+        _logging_module.logger.warning(message)
