@@ -19,72 +19,11 @@ import sys
 import time
 
 import pytest
+from support import TIMEOUT, asyncio_since, needs_ipv6, run
 
 import ferroloop
 
-TIMEOUT = 10
 PY313 = sys.version_info >= (3, 13)
-
-
-def _new_loop(kind):
-    return ferroloop.new_event_loop() if kind == 'ferroloop' else asyncio.SelectorEventLoop()
-
-
-def _close(loop):
-    if loop.is_closed():
-        return
-    try:
-        loop.run_until_complete(loop.shutdown_default_executor())
-    finally:
-        loop.close()
-
-
-@pytest.fixture(params=['ferroloop', 'asyncio'])
-def loop(request):
-    lp = _new_loop(request.param)
-    try:
-        yield lp
-    finally:
-        _close(lp)
-
-
-def loops(ferroloop_marks=(), asyncio_marks=()):
-    """Parametrizes ``loop`` with marks for one side only."""
-    return pytest.mark.parametrize('loop', [
-        pytest.param('ferroloop', marks=ferroloop_marks),
-        pytest.param('asyncio', marks=asyncio_marks),
-    ], indirect=True)
-
-
-def asyncio_since(version, what):
-    """The stdlib loop has ``what`` only from ``version`` on; ferroloop on every Python."""
-    return loops(asyncio_marks=pytest.mark.skipif(
-        sys.version_info < version,
-        reason=f'asyncio {sys.version_info[0]}.{sys.version_info[1]} lacks {what}'))
-
-
-def _has_ipv6_loopback():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(('::1', 0))
-        return True
-    except OSError:
-        return False
-
-
-needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason='no IPv6 loopback')
-
-
-@pytest.fixture
-def errors(loop):
-    """What reaches the loop's exception handler during the test."""
-    seen = []
-    loop.set_exception_handler(lambda loop, context: seen.append(context))
-    return seen
-
-
-def run(loop, coro, timeout=TIMEOUT):
-    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
 
 
 def open_fds():
