@@ -373,7 +373,7 @@ def run_stream(loop, bench, cfg):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--rounds', type=int, help=f'default {FULL["rounds"]} ({QUICK["rounds"]} with --quick)')
-    p.add_argument('--quick', action='store_true', help='shorter measurements, fewer rounds (~40 s)')
+    p.add_argument('--quick', action='store_true', help='shorter measurements, fewer rounds (~1.5 min)')
     p.add_argument('--only', help='comma-separated benchmarks or shell patterns (e.g. '
                    '"proto_*,http"): ' + ','.join(ALL_BENCHMARKS))
     p.add_argument('--loops', default=','.join(loops_mod.DEFAULT),
