@@ -94,49 +94,32 @@ impl Drop for HeldBuffer {
 
 
 thread_local! {
-    /// A bytes object of the transports' read size, reused while reads are
-    /// small: the data is copied into an exactly sized bytes and the big
-    /// buffer stays for the next read. A large read is handed out as is
-    /// (shrunk in place) and a new spare is made next time.
-    static SPARE: std::cell::Cell<*mut ffi::PyObject> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+    /// The transports' read buffer, reused by every read on this thread.
+    static SPARE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Reads this much or less are copied out of the spare buffer.
-const COPY_LIMIT: usize = 16 * 1024;
-
 /// `recv(fd, size)` into bytes (empty at end of stream), as a stream
-/// transport's read does, without allocating `size` bytes for small reads.
+/// transport's read does. The data lands in a reused buffer and is copied
+/// into an exactly sized bytes: allocating `size` bytes per read and
+/// shrinking it costs more (large blocks come from mmap, so every read would
+/// map, remap and fault fresh pages) than the copy.
 pub fn recv_pooled(py: Python<'_>, fd: RawFd, size: usize) -> Attempt<Py<PyAny>> {
-    unsafe {
-        let mut spare = SPARE.with(|s| s.replace(std::ptr::null_mut()));
-        if spare.is_null() || ffi::PyBytes_Size(spare) as usize != size {
-            if !spare.is_null() {
-                ffi::Py_DECREF(spare);
-            }
-            spare = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size as ffi::Py_ssize_t);
-            if spare.is_null() {
-                return Attempt::Failed(PyErr::fetch(py));
-            }
+    SPARE.with(|spare| {
+        let mut buf = spare.borrow_mut();
+        if buf.len() < size {
+            buf.resize(size, 0);
         }
-        let buf = ffi::PyBytes_AsString(spare);
-        let got = libc::recv(fd, buf.cast(), size, libc::MSG_DONTWAIT);
+        let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), size, libc::MSG_DONTWAIT) };
         if got < 0 {
             let e = errno();
-            SPARE.with(|s| s.set(spare));
             return if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) };
         }
-        let got = got as usize;
-        if got <= COPY_LIMIT {
-            let data = ffi::PyBytes_FromStringAndSize(buf, got as ffi::Py_ssize_t);
-            SPARE.with(|s| s.set(spare));
+        unsafe {
+            let data = ffi::PyBytes_FromStringAndSize(buf.as_ptr().cast(), got as ffi::Py_ssize_t);
             if data.is_null() {
                 return Attempt::Failed(PyErr::fetch(py));
             }
-            return Attempt::Done(Bound::from_owned_ptr(py, data).unbind());
+            Attempt::Done(Bound::from_owned_ptr(py, data).unbind())
         }
-        if got != size && _PyBytes_Resize(&mut spare, got as ffi::Py_ssize_t) < 0 {
-            return Attempt::Failed(PyErr::fetch(py));
-        }
-        Attempt::Done(Bound::from_owned_ptr(py, spare).unbind())
-    }
+    })
 }
