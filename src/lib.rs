@@ -3,7 +3,9 @@
 pub mod gil_cell;
 pub mod handle;
 pub mod event_loop;
+pub mod datagram_transport;
 pub mod os_error;
+pub mod pipe_transport;
 pub mod poller;
 pub mod sock_io;
 pub mod sock_ops;
@@ -19,5 +21,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::LoopCore>()?;
     sock_ops::register(m)?;
     stream_transport::register(m)?;
+    datagram_transport::register(m)?;
+    pipe_transport::register(m)?;
     Ok(())
 }

@@ -27,6 +27,9 @@ from .sock import SockMixin
 from .connect import ConnectMixin
 from .server import ServerMixin
 from .tls import TLSMixin
+from .datagram import DatagramMixin
+from .pipes import PipeMixin
+from .process import SubprocessMixin
 from .transports import SocketTransport
 
 
@@ -40,7 +43,8 @@ def _run_until_complete_cb(fut):
 
 
 class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, ServerMixin,
-           TLSMixin, asyncio.AbstractEventLoop):
+           TLSMixin, DatagramMixin, PipeMixin, SubprocessMixin,
+           asyncio.AbstractEventLoop):
     """asyncio's event loop, with its core in Rust."""
 
     def __init__(self):
