@@ -21,6 +21,7 @@ import sys
 import time
 
 from loops import new_loop
+import udp_pipe_subprocess
 
 perf_counter = time.perf_counter
 
@@ -238,6 +239,7 @@ BENCHMARKS = {
     'gather': (gather, 10_000),
     'getaddrinfo': (getaddrinfo, 500),
 }
+BENCHMARKS.update(udp_pipe_subprocess.benchmarks(check, run_with_watchdog))
 
 
 def measure(loop_name, bench, seconds, max_batches):

@@ -52,6 +52,9 @@ LABELS = {
     'getaddrinfo': "getaddrinfo('127.0.0.1', 80) (calls/s)",
     'echo_1k': 'sock_recv/sock_sendall echo 1 KiB (round trips/s)',
     'echo_100k': 'sock_recv/sock_sendall echo 100 KiB (round trips/s)',
+    'udp_echo': 'UDP echo, 64 B datagrams, both endpoints on the loop (round trips/s)',
+    'spawn_true': "create_subprocess_exec('true') + wait() (processes/s)",
+    'pipe_cat': 'pipes through cat, 32 MiB via subprocess_exec (bytes/s)',
 }
 
 # The stream benchmarks: stream_server.py --kind KIND under the C load client

@@ -29,6 +29,8 @@ use std::os::fd::RawFd;
 const MAX_SIZE: usize = 256 * 1024;
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+/// The kernel's default pipe capacity.
+const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
 
 fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
     e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py)
@@ -40,8 +42,47 @@ thread_local! {
     static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+unsafe extern "C" {
+    // Public in CPython's C API, not re-exported by pyo3-ffi.
+    fn _PyBytes_Resize(bytes: *mut *mut pyo3::ffi::PyObject, newsize: pyo3::ffi::Py_ssize_t) -> std::os::raw::c_int;
+}
+
+/// Reads of at least this much go straight into their bytes object when the
+/// kernel says how much is waiting (`FIONREAD`), saving the copy out of the
+/// reused buffer.
+const DIRECT_MIN: usize = 32 * 1024;
+
+/// `os.read(fd, size)` into a bytes of the size the kernel has waiting.
+fn read_direct(py: Python<'_>, fd: RawFd, size: usize) -> Option<Attempt<Py<PyAny>>> {
+    let mut avail: libc::c_int = 0;
+    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut avail) } < 0 || (avail as usize) < DIRECT_MIN {
+        return None;
+    }
+    let want = (avail as usize).min(size);
+    unsafe {
+        use pyo3::ffi;
+        let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), want as ffi::Py_ssize_t);
+        if obj.is_null() {
+            return Some(Attempt::Failed(PyErr::fetch(py)));
+        }
+        let n = libc::read(fd, ffi::PyBytes_AsString(obj).cast(), want);
+        if n < 0 {
+            let e = errno();
+            ffi::Py_DECREF(obj);
+            return Some(if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) });
+        }
+        if (n as usize) != want && _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) < 0 {
+            return Some(Attempt::Failed(PyErr::fetch(py)));
+        }
+        Some(Attempt::Done(Bound::from_owned_ptr(py, obj).unbind()))
+    }
+}
+
 /// `os.read(fd, size)`: bytes (empty at end of file), or not ready.
 fn read_bytes(py: Python<'_>, fd: RawFd, size: usize) -> Attempt<Py<PyAny>> {
+    if let Some(done) = read_direct(py, fd, size) {
+        return done;
+    }
     READ_BUF.with(|b| {
         let mut buf = b.borrow_mut();
         if buf.len() < size {
@@ -68,6 +109,150 @@ fn write_some(py: Python<'_>, fd: RawFd, data: &[u8]) -> Attempt<usize> {
     } else {
         Attempt::Failed(os_error::from_errno(py, e))
     }
+}
+
+/// Pending writes of ≥ this size from an immutable `bytes` are kept by
+/// reference instead of copied.
+const SHARE_MIN: usize = 8 * 1024;
+/// Small pending writes are appended to the last chunk while it is smaller.
+const COALESCE_MAX: usize = 64 * 1024;
+/// Chunks handed to one `writev`.
+const MAX_IOV: usize = 64;
+
+/// Pending bytes of a write buffer: our own copy, or a stretch of an
+/// immutable `bytes` object we hold (its data never moves or changes).
+enum Chunk {
+    Owned(Vec<u8>),
+    Shared { _obj: Py<PyAny>, ptr: *const u8, len: usize },
+}
+
+// SAFETY: the pointer is into a bytes object the chunk keeps alive, read only
+// with the GIL held.
+unsafe impl Send for Chunk {}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared { ptr, len, .. } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+        }
+    }
+}
+
+/// The write buffer: chunks in order, the first one sent up to `head`.
+#[derive(Default)]
+struct WriteQueue {
+    chunks: std::collections::VecDeque<Chunk>,
+    head: usize,
+    len: usize,
+}
+
+impl WriteQueue {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push_copy(&mut self, data: &[u8]) {
+        self.len += data.len();
+        if let Some(Chunk::Owned(v)) = self.chunks.back_mut() {
+            if v.len() < COALESCE_MAX {
+                v.extend_from_slice(data);
+                return;
+            }
+        }
+        self.chunks.push_back(Chunk::Owned(data.to_vec()));
+    }
+
+    /// Queues `rest`, the unsent tail of `data`: by reference when `data` is
+    /// an immutable bytes (or a memoryview of one), else as a copy.
+    fn push(&mut self, data: &Bound<'_, PyAny>, rest: &[u8]) {
+        if rest.len() >= SHARE_MIN {
+            if let Some(owner) = immutable_owner(data, rest) {
+                self.len += rest.len();
+                self.chunks.push_back(Chunk::Shared { _obj: owner, ptr: rest.as_ptr(), len: rest.len() });
+                return;
+            }
+        }
+        self.push_copy(rest);
+    }
+
+    fn iovecs(&self, out: &mut [libc::iovec; MAX_IOV]) -> usize {
+        let mut n = 0;
+        for (i, c) in self.chunks.iter().take(MAX_IOV).enumerate() {
+            let b = if i == 0 { &c.bytes()[self.head..] } else { c.bytes() };
+            out[n] = libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() };
+            n += 1;
+        }
+        n
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front() else { break };
+            let left = front.bytes().len() - self.head;
+            if n < left {
+                self.head += n;
+                return;
+            }
+            n -= left;
+            self.head = 0;
+            self.chunks.pop_front();
+        }
+        if self.chunks.is_empty() {
+            self.head = 0;
+        }
+    }
+
+    fn clear(&mut self) -> std::collections::VecDeque<Chunk> {
+        self.head = 0;
+        self.len = 0;
+        std::mem::take(&mut self.chunks)
+    }
+}
+
+/// The object that owns `rest` if it is immutable bytes data: `data` itself
+/// when it is a bytes, or the bytes a memoryview `data` looks into.
+fn immutable_owner(data: &Bound<'_, PyAny>, rest: &[u8]) -> Option<Py<PyAny>> {
+    let owner = if data.is_exact_instance_of::<PyBytes>() {
+        data.clone()
+    } else if data.is_exact_instance_of::<PyMemoryView>() {
+        let obj = data.getattr("obj").ok()?;
+        if !obj.is_exact_instance_of::<PyBytes>() {
+            return None;
+        }
+        obj
+    } else {
+        return None;
+    };
+    let whole = owner.cast::<PyBytes>().ok()?.as_bytes();
+    let (start, end) = (whole.as_ptr() as usize, whole.as_ptr() as usize + whole.len());
+    let (p, q) = (rest.as_ptr() as usize, rest.as_ptr() as usize + rest.len());
+    (start <= p && q <= end).then(|| owner.unbind())
+}
+
+/// `writev` of what the queue holds: how much went out, or not ready.
+fn write_queue(py: Python<'_>, fd: RawFd, q: &WriteQueue) -> Attempt<usize> {
+    let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+    let n = q.iovecs(&mut iov);
+    let sent = unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) };
+    if sent >= 0 {
+        return Attempt::Done(sent as usize);
+    }
+    let e = errno();
+    if would_block(e) {
+        Attempt::NotReady
+    } else {
+        Attempt::Failed(os_error::from_errno(py, e))
+    }
+}
+
+/// Pipes to a child grow to this when they fill up (see `_allow_growth`).
+const GROWN_PIPE_SIZE: libc::c_int = 256 * 1024;
+
+fn grow_pipe(fd: RawFd) {
+    // Best effort: refused past the user's pipe limits, which is fine.
+    unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, GROWN_PIPE_SIZE) };
 }
 
 macro_rules! field {
@@ -113,6 +298,8 @@ pub struct ReadPipeCore {
     loop_: Py<LoopCore>,
     fd: RawFd,
     max_size: usize,
+    /// May enlarge the pipe once when a read finds it full.
+    may_grow: GilCell<bool>,
     reading: GilCell<bool>,
     st: GilCell<ReadState>,
 }
@@ -169,7 +356,13 @@ impl ReadPipeCore {
                 None => Ok(()),
             },
             Attempt::Done(data) => {
-                if data.bind(py).len()? > 0 {
+                let got = data.bind(py).len()?;
+                if got >= DEFAULT_PIPE_SIZE && this.may_grow.get(py) {
+                    // The child filled the pipe: let it write more at a time.
+                    this.may_grow.set(py, false);
+                    grow_pipe(this.fd);
+                }
+                if got > 0 {
                     return match field!(this, py, data_received) {
                         Some(cb) => cb.call1(py, (data,)).map(drop),
                         None => match field!(this, py, protocol) {
@@ -274,6 +467,11 @@ impl ReadPipeCore {
         Ok(())
     }
 
+    /// As `WritePipeCore._allow_growth`, from the reading end.
+    fn _allow_growth(&self, py: Python<'_>) {
+        self.may_grow.set(py, true);
+    }
+
     fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) {
         let cb = protocol.getattr("data_received").ok().map(Bound::unbind);
         let old = self.st.with(py, |s| (s.protocol.replace(protocol.clone().unbind()), std::mem::replace(&mut s.data_received, cb)));
@@ -337,7 +535,14 @@ fn read_pipe_core(
     let state = ReadState { pipe: Some(pipe.clone().unbind()), transport: Some(transport.clone().unbind()), ..ReadState::default() };
     let core = Py::new(
         py,
-        ReadPipeCore { loop_: loop_.clone().unbind(), fd, max_size: max_size.max(1), reading: GilCell::new(false), st: GilCell::new(state) },
+        ReadPipeCore {
+            loop_: loop_.clone().unbind(),
+            fd,
+            max_size: max_size.max(1),
+            may_grow: GilCell::new(false),
+            reading: GilCell::new(false),
+            st: GilCell::new(state),
+        },
     )?;
     core.get().set_protocol(py, protocol);
     let cb = Py::new(py, ReadPipeEvent { core: core.clone_ref(py) })?;
@@ -356,9 +561,7 @@ struct WriteState {
     /// Watches the fd for readability: the reader went away.
     peer_watch: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
-    /// Unsent bytes are `buf[start..]`.
-    buf: Vec<u8>,
-    start: usize,
+    buf: WriteQueue,
     conn_lost: u32,
     closing: bool,
     protocol_paused: bool,
@@ -369,23 +572,15 @@ struct WriteState {
 
 impl WriteState {
     fn pending(&self) -> usize {
-        self.buf.len() - self.start
+        self.buf.len()
     }
 
     fn consume(&mut self, n: usize) {
-        self.start += n;
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
+        self.buf.consume(n);
     }
 
-    fn clear_buffer(&mut self) {
-        self.buf = Vec::new();
-        self.start = 0;
+    fn clear_buffer(&mut self) -> std::collections::VecDeque<Chunk> {
+        self.buf.clear()
     }
 }
 
@@ -393,6 +588,8 @@ impl WriteState {
 pub struct WritePipeCore {
     loop_: Py<LoopCore>,
     fd: RawFd,
+    /// May enlarge the pipe once when it fills (a pipe to a child of ours).
+    may_grow: GilCell<bool>,
     watching_peer: GilCell<bool>,
     writing: GilCell<bool>,
     st: GilCell<WriteState>,
@@ -432,6 +629,16 @@ impl WritePipeEvent {
 }
 
 impl WritePipeCore {
+    /// Enlarges the pipe if allowed and not done yet; true if it was tried.
+    fn try_grow(&self, py: Python<'_>) -> bool {
+        if !self.may_grow.get(py) {
+            return false;
+        }
+        self.may_grow.set(py, false);
+        grow_pipe(self.fd);
+        true
+    }
+
     fn transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
         field!(self, py, transport).map(|t| t.into_bound(py))
     }
@@ -465,14 +672,15 @@ impl WritePipeCore {
             // Queued in this iteration before the writer was taken off.
             return Ok(());
         }
-        let outcome = this.st.with(py, |s| write_some(py, this.fd, &s.buf[s.start..]));
+        let outcome = this.st.with(py, |s| write_queue(py, this.fd, &s.buf));
         match outcome {
             Attempt::NotReady => Ok(()),
             Attempt::Failed(e) => {
-                this.st.with(py, |s| {
-                    s.clear_buffer();
+                let dropped = this.st.with(py, |s| {
                     s.conn_lost += 1;
+                    s.clear_buffer()
                 });
+                drop(dropped);
                 Self::watch_writable(slf, false)?;
                 this.fatal(py, e, "Fatal write error on pipe transport")
             }
@@ -532,12 +740,11 @@ impl WritePipeCore {
     fn close_with(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let had_buffer = this.st.with(py, |s| {
+        let (had_buffer, dropped) = this.st.with(py, |s| {
             s.closing = true;
-            let had = s.pending() > 0;
-            s.clear_buffer();
-            had
+            (s.pending() > 0, s.clear_buffer())
         });
+        drop(dropped);
         if had_buffer {
             Self::watch_writable(slf, false)?;
         }
@@ -617,18 +824,27 @@ impl WritePipeCore {
         let mut rest = bytes;
         if pending == 0 {
             // Nothing queued: try the pipe at once.
-            match write_some(py, this.fd, bytes) {
-                Attempt::Done(n) if n == bytes.len() => return Ok(()),
-                Attempt::Done(n) => rest = &bytes[n..],
-                Attempt::NotReady => {}
-                Attempt::Failed(e) => {
-                    this.st.with(py, |s| s.conn_lost += 1);
-                    return this.fatal(py, e, "Fatal write error on pipe transport");
+            let mut tries = 0;
+            loop {
+                match write_some(py, this.fd, rest) {
+                    Attempt::Done(n) if n == rest.len() => return Ok(()),
+                    Attempt::Done(n) => rest = &rest[n..],
+                    Attempt::NotReady => {}
+                    Attempt::Failed(e) => {
+                        this.st.with(py, |s| s.conn_lost += 1);
+                        return this.fatal(py, e, "Fatal write error on pipe transport");
+                    }
+                }
+                // The pipe is full: a child's pipe may grow once, then the
+                // rest is tried again at once.
+                tries += 1;
+                if tries > 1 || !this.try_grow(py) {
+                    break;
                 }
             }
             Self::watch_writable(slf, true)?;
         }
-        this.st.with(py, |s| s.buf.extend_from_slice(rest));
+        this.st.with(py, |s| s.buf.push(data, rest));
         Self::maybe_pause_protocol(slf)
     }
 
@@ -708,6 +924,14 @@ impl WritePipeCore {
         self.st.with(py, |s| (s.low, s.high))
     }
 
+    /// Lets the pipe grow to 256 KiB the first time it fills: set for the
+    /// pipes of child processes, which the loop made and owns. Fewer, larger
+    /// writes and wake-ups when a child streams data; pipes that never fill
+    /// keep the kernel's default size (and the user's pipe budget).
+    fn _allow_growth(&self, py: Python<'_>) {
+        self.may_grow.set(py, true);
+    }
+
     /// Watches for the reader going away once `connection_made` has run.
     fn _start_peer_watch(slf: &Bound<'_, Self>) -> PyResult<()> {
         if slf.get().st.with(slf.py(), |s| s.lost_scheduled || s.pipe.is_none()) {
@@ -728,8 +952,7 @@ impl WritePipeCore {
     /// Ends the pipe's life: returns (pipe, protocol) and lets go of the rest.
     fn _detach(&self, py: Python<'_>) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
         let (out, rest) = self.st.with(py, |s| {
-            s.clear_buffer();
-            ((s.pipe.take(), s.protocol.take()), (s.transport.take(), s.peer_watch.take(), s.writer.take()))
+            ((s.pipe.take(), s.protocol.take()), (s.transport.take(), s.peer_watch.take(), s.writer.take(), s.clear_buffer()))
         });
         drop(rest);
         out
@@ -793,6 +1016,7 @@ fn write_pipe_core(
         WritePipeCore {
             loop_: loop_.clone().unbind(),
             fd,
+            may_grow: GilCell::new(false),
             watching_peer: GilCell::new(false),
             writing: GilCell::new(false),
             st: GilCell::new(state),

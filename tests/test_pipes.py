@@ -451,3 +451,34 @@ def test_ferroloop_repr():
     finally:
         rf.close()
         loop.close()
+
+
+def test_queued_data_is_what_was_written_even_if_the_caller_changes_it(loop):
+    rf, wf = pipe_files()
+
+    async def main():
+        t, p = await loop.connect_write_pipe(lambda: Writer(loop), wf)
+        t.set_write_buffer_limits(high=1 << 30)
+        t.write(b'f' * (1 << 16))                   # the pipe is full now
+        ba = bytearray(b'A' * 20000)
+        t.write(ba)
+        ba[:] = b'X' * 20000                        # a copy was queued
+        backing = bytearray(b'B' * 20000)
+        t.write(memoryview(backing))
+        backing[:] = b'Y' * 20000
+        immutable = b'C' * 20000
+        view = memoryview(immutable)
+        t.write(view[1000:])
+        view.release()                              # the caller may release its view
+        t.write(b'D' * 5)
+        t.writelines([b'E' * 30000, b'F'])
+        assert t.get_write_buffer_size() > 0
+        os.set_blocking(rf.fileno(), False)
+        expected = (b'f' * (1 << 16) + b'A' * 20000 + b'B' * 20000 + b'C' * 19000 + b'D' * 5
+                    + b'E' * 30000 + b'F')
+        got = await read_all(rf.fileno(), len(expected))
+        assert got == expected
+        t.close()
+        assert await p.lost is None
+    with rf:
+        run(loop, main())

@@ -496,3 +496,35 @@ def test_ferroloop_run_helper_runs_subprocesses():
         return await proc.communicate()
 
     assert ferroloop.run(main()) == (b'hi\n', None)
+
+
+@ferroloop_only
+def test_child_pipes_grow_when_they_fill_and_user_pipes_do_not(loop):
+    import fcntl
+
+    async def main():
+        t, p = await loop.subprocess_exec(lambda: Recorder(loop), 'cat')
+        stdin = t.get_pipe_transport(0)
+        sizes = lambda: [fcntl.fcntl(t.get_pipe_transport(fd).get_extra_info('pipe').fileno(),
+                                     fcntl.F_GETPIPE_SZ) for fd in (0, 1)]
+        assert sizes() == [65536, 65536]
+        stdin.write(b'z' * (1 << 20))
+        assert sizes()[0] == 256 * 1024         # it filled at once
+        while len(p.data[1]) < (1 << 19):
+            await asyncio.sleep(0.001)
+        assert sizes()[1] == 256 * 1024         # cat filled it
+        stdin.close()
+        assert await p.lost is None
+        assert bytes(p.data[1]) == b'z' * (1 << 20)
+
+        r, w = os.pipe()
+        wt, wp = await loop.connect_write_pipe(asyncio.BaseProtocol, open(w, 'wb', 0))
+        wt.write(b'y' * (1 << 18))
+        await asyncio.sleep(0.01)
+        assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) == 65536
+        wt.abort()
+        os.close(r)
+        return t
+
+    t = run(loop, main())
+    del t

@@ -9,6 +9,9 @@ pipe transports of pipes.py. The transport follows asyncio's contract
 pipe is connected, ``pipe_data_received`` / ``pipe_connection_lost`` /
 ``process_exited`` as they happen (queued until ``connection_made``), and
 ``connection_lost`` last, once the child has exited and every pipe is closed.
+The pipes to the child may grow from the kernel's 64 KiB to 256 KiB the
+first time one fills up, so a child that streams data does it in fewer,
+larger reads and writes (pipes that never fill keep the default size).
 
 How an exit is noticed (``_ChildWatch``):
 
@@ -66,6 +69,13 @@ def _exitcode(status):
     except ValueError:
         # A status we cannot decode: report it as is.
         return status
+
+
+def _allow_growth(pipe_proto):
+    """Lets a pipe to the child grow when it fills (pipes.py's cores)."""
+    grow = getattr(getattr(pipe_proto.pipe, '_core', None), '_allow_growth', None)
+    if grow is not None:
+        grow()
 
 
 def _format_pipe(fd):
@@ -344,14 +354,17 @@ class SubprocessTransport(transports.SubprocessTransport):
                 _, pipe = await loop.connect_write_pipe(
                     lambda: _PipeProto(self, 0), proc.stdin)
                 self._pipes[0] = pipe
+                _allow_growth(pipe)
             if proc.stdout is not None:
                 _, pipe = await loop.connect_read_pipe(
                     lambda: _ReadPipeProto(self, 1), proc.stdout)
                 self._pipes[1] = pipe
+                _allow_growth(pipe)
             if proc.stderr is not None:
                 _, pipe = await loop.connect_read_pipe(
                     lambda: _ReadPipeProto(self, 2), proc.stderr)
                 self._pipes[2] = pipe
+                _allow_growth(pipe)
             loop.call_soon(self._protocol.connection_made, self)
             for callback, data in self._pending_calls:
                 loop.call_soon(callback, *data)
