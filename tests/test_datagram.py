@@ -8,16 +8,24 @@ directories only; every wait is bounded.
 
 import asyncio
 import errno
+import gc
 import logging
 import os
 import socket
 import sys
 import warnings
+from asyncio import selector_events
 
 import pytest
 from support import needs_ipv6, run
 
+import ferroloop
+
 PY313 = sys.version_info >= (3, 13)
+# Python 3.13's stdlib transport counts 8 header bytes per queued datagram but
+# never takes them off again (gh-135444; fixed with the _header_size attribute).
+STDLIB_313_COUNTS_HEADERS_FOREVER = PY313 and not hasattr(
+    selector_events._SelectorDatagramTransport, '_header_size')
 
 
 def open_fds():
@@ -301,6 +309,7 @@ def test_close_is_idempotent_and_abort_after_close_changes_nothing(loop):
 
 def test_no_fd_leaks_and_no_resource_warnings(loop, tmp_path):
     async def main():
+        gc.collect()
         before = open_fds()
         with warnings.catch_warnings():
             warnings.simplefilter('error', ResourceWarning)
@@ -317,7 +326,7 @@ def test_no_fd_leaks_and_no_resource_warnings(loop, tmp_path):
                 await cp.lost
                 await up.lost
                 await sp.lost
-        assert open_fds() == before
+        assert open_fds() - before == set()
     run(loop, main())
 
 
@@ -353,8 +362,12 @@ def test_queue_flow_control_and_delivery_in_order_when_the_peer_is_full(loop, tm
             except BlockingIOError:
                 await asyncio.sleep(0.001)
         assert got == sent
-        assert ct.get_write_buffer_size() == 0
-        assert cp.events == ['made', 'pause', 'resume']
+        if STDLIB_313_COUNTS_HEADERS_FOREVER and not isinstance(loop, ferroloop.Loop):
+            # The stdlib's count never drops back: no resume_writing().
+            assert cp.events == ['made', 'pause']
+        else:
+            assert ct.get_write_buffer_size() == 0
+            assert cp.events == ['made', 'pause', 'resume']
         # close() with an empty queue: connection_lost at once.
         ct.close()
         assert await cp.lost is None
@@ -593,19 +606,18 @@ def _bound_unix(name):
 
 def test_protocol_factory_raising_leaves_no_socket_open(loop):
     async def main():
+        gc.collect()
         before = open_fds()
         with pytest.raises(ZeroDivisionError):
             await loop.create_datagram_endpoint(lambda: 1 / 0, local_addr=('127.0.0.1', 0))
-        import gc
         gc.collect()
-        assert open_fds() == before
+        assert open_fds() - before == set()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', ResourceWarning)
         run(loop, main())
 
 
 def test_ferroloop_transport_is_an_asyncio_datagram_transport():
-    import ferroloop
     loop = ferroloop.new_event_loop()
     try:
         async def main():
