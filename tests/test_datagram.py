@@ -293,6 +293,24 @@ def test_sends_after_close_are_dropped_and_logged_on_a_connected_endpoint(loop, 
     run(loop, main())
 
 
+def test_sendto_on_an_unconnected_endpoint_after_connection_lost_raises(loop):
+    async def main():
+        t, p = await endpoint(loop, local_addr=('127.0.0.1', 0))
+        st, sp = await echo_server(loop)
+        t.close()
+        # Closing but not yet lost: the socket is still there and sends.
+        t.sendto(b'still open', st.get_extra_info('sockname'))
+        await sp.next()
+        await p.lost
+        # asyncio's transport has let go of its socket and its loop by now
+        # and fails with an AttributeError; ferroloop raises the same.
+        with pytest.raises(AttributeError):
+            t.sendto(b'too late', st.get_extra_info('sockname'))
+        st.close()
+        await sp.lost
+    run(loop, main())
+
+
 # -- closing ----------------------------------------------------------------------------
 
 def test_close_is_idempotent_and_abort_after_close_changes_nothing(loop):
