@@ -24,10 +24,19 @@ def certs(tmp_path_factory):
         subprocess.run(['openssl', *args], cwd=d, check=True, capture_output=True)
 
     openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-            '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=ferroloop test CA')
+            '-keyout', 'ca.key', '-out', 'ca.pem', '-subj', '/CN=ferroloop test CA',
+            '-addext', 'basicConstraints=critical,CA:TRUE',
+            '-addext', 'keyUsage=critical,keyCertSign,cRLSign')
     openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key',
             '-out', 'server.csr', '-subj', '/CN=localhost')
-    (d / 'ext.cnf').write_text('subjectAltName=DNS:localhost,IP:127.0.0.1\n')
+    # Python 3.13 verifies strictly (VERIFY_X509_STRICT): both certificates
+    # carry the extensions it requires.
+    (d / 'ext.cnf').write_text('subjectAltName=DNS:localhost,IP:127.0.0.1\n'
+                               'basicConstraints=critical,CA:FALSE\n'
+                               'keyUsage=critical,digitalSignature,keyEncipherment\n'
+                               'extendedKeyUsage=serverAuth\n'
+                               'subjectKeyIdentifier=hash\n'
+                               'authorityKeyIdentifier=keyid,issuer\n')
     openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key',
             '-CAcreateserial', '-days', '2', '-out', 'server.pem', '-extfile', 'ext.cnf')
     return d
