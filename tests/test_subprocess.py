@@ -400,7 +400,8 @@ def test_a_child_reaped_by_popen_itself_reports_its_status(loop):
     # asyncio's watchers find the status gone and report 255; ferroloop reaps
     # through the Popen object, so whoever reaps first, the status is kept.
     async def main():
-        t, p = await loop.subprocess_shell(lambda: Recorder(loop), 'exit 5',
+        # Not exited before this test reaps it itself.
+        t, p = await loop.subprocess_shell(lambda: Recorder(loop), 'sleep 0.3; exit 5',
                                            stdin=None, stdout=None, stderr=None)
         proc = t.get_extra_info('subprocess')
         assert proc.wait() == 5          # blocking, reaps the child
@@ -408,6 +409,27 @@ def test_a_child_reaped_by_popen_itself_reports_its_status(loop):
         assert await p.lost is None
         assert t.get_returncode() == 5
         t.close()
+    run(loop, main())
+
+
+@ferroloop_only
+def test_a_pipe_that_fails_to_connect_fails_the_call_and_reaps_the_child(loop):
+    async def broken(*args, **kwargs):
+        raise RuntimeError('no pipe today')
+
+    async def main():
+        before = open_fds()
+        kids = children()
+        loop.connect_read_pipe = broken
+        try:
+            with pytest.raises(RuntimeError, match='no pipe today'):
+                await asyncio.create_subprocess_exec(*BLOCKED, stdin=subprocess.PIPE,
+                                                     stdout=subprocess.PIPE)
+        finally:
+            del loop.connect_read_pipe
+        gc.collect()
+        assert children() == kids
+        assert open_fds() - before == set()
     run(loop, main())
 
 
@@ -450,7 +472,8 @@ def test_thread_fallback_without_pidfd(loop, monkeypatch):
 @ferroloop_only
 def test_a_child_reaped_behind_our_back_reports_255(loop, caplog):
     async def main():
-        t, p = await loop.subprocess_shell(lambda: Recorder(loop), 'exit 5',
+        # Not exited before this test reaps it itself.
+        t, p = await loop.subprocess_shell(lambda: Recorder(loop), 'sleep 0.3; exit 5',
                                            stdin=None, stdout=None, stderr=None)
         os.waitpid(t.get_pid(), 0)        # not through Popen
         assert await p.lost is None

@@ -238,6 +238,8 @@ class SubprocessTransport(transports.SubprocessTransport):
         self._pipes = {fd: None for fd, how in ((0, stdin), (1, stdout), (2, stderr))
                        if how == subprocess.PIPE}
         self._finished = False
+        # Connecting the pipes failed: the protocol never starts.
+        self._connect_failed = False
         self._watch = None
         try:
             # Looked up at call time: code (and tests) may replace it.
@@ -372,13 +374,33 @@ class SubprocessTransport(transports.SubprocessTransport):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
+            self._abandon_pipes()
             if waiter is not None and not waiter.cancelled():
                 waiter.set_exception(exc)
         else:
             if waiter is not None and not waiter.cancelled():
                 waiter.set_result(None)
 
+    def _abandon_pipes(self):
+        """A pipe failed to connect: the caller gets the error and kills the
+        child, and only its exit is waited for. (asyncio would wait for ever
+        for the pipes it never connected.)"""
+        self._connect_failed = True
+        self._pending_calls = None
+        for fd, name in ((0, 'stdin'), (1, 'stdout'), (2, 'stderr')):
+            if fd in self._pipes and self._pipes[fd] is None:
+                del self._pipes[fd]
+                stream = getattr(self._proc, name, None)
+                if stream is not None:
+                    stream.close()
+
     def _call(self, cb, *data):
+        if self._connect_failed:
+            # Nothing reaches a protocol that was never connected; the end
+            # still wakes whoever waits for the exit.
+            if cb == self._call_connection_lost:
+                self._loop.call_soon(self._release_exit_waiters)
+            return
         if self._pending_calls is not None:
             self._pending_calls.append((cb, data))
         else:
@@ -421,14 +443,17 @@ class SubprocessTransport(transports.SubprocessTransport):
         try:
             self._protocol.connection_lost(exc)
         finally:
-            for waiter in self._exit_waiters:
-                if not waiter.cancelled():
-                    waiter.set_result(self._returncode)
-            self._exit_waiters = None
-            self._watch = None
-            self._loop = None
-            self._proc = None
-            self._protocol = None
+            self._release_exit_waiters()
+
+    def _release_exit_waiters(self):
+        for waiter in self._exit_waiters:
+            if not waiter.cancelled():
+                waiter.set_result(self._returncode)
+        self._exit_waiters = None
+        self._watch = None
+        self._loop = None
+        self._proc = None
+        self._protocol = None
 
 
 class SubprocessMixin:
