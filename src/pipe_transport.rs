@@ -1041,3 +1041,55 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_pipe_core, m)?)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(q: &WriteQueue) -> Vec<u8> {
+        let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+        let n = q.iovecs(&mut iov);
+        let mut out = Vec::new();
+        for v in &iov[..n] {
+            out.extend_from_slice(unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) });
+        }
+        out
+    }
+
+    #[test]
+    fn small_writes_coalesce_and_consume_across_chunks() {
+        let mut q = WriteQueue::default();
+        q.push_copy(b"hello ");
+        q.push_copy(b"world");
+        assert_eq!(q.chunks.len(), 1);
+        let big = vec![7u8; COALESCE_MAX];
+        q.push_copy(&big);
+        q.push_copy(b"tail");
+        assert_eq!(q.chunks.len(), 2);
+        assert_eq!(q.len(), 11 + COALESCE_MAX + 4);
+        q.consume(3);
+        assert_eq!(&queued(&q)[..8], b"lo world");
+        q.consume(8 + COALESCE_MAX);
+        assert_eq!(queued(&q), b"tail");
+        assert_eq!(q.len(), 4);
+        q.consume(4);
+        assert_eq!(q.len(), 0);
+        assert!(q.chunks.is_empty() && q.head == 0);
+    }
+
+    #[test]
+    fn iovecs_stop_at_the_limit_and_clear_empties() {
+        let mut q = WriteQueue::default();
+        for i in 0..(MAX_IOV + 5) {
+            q.chunks.push_back(Chunk::Owned(vec![i as u8; 3]));
+            q.len += 3;
+        }
+        let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+        assert_eq!(q.iovecs(&mut iov), MAX_IOV);
+        q.consume(4);
+        assert_eq!(queued(&q)[..2], [1, 1]);
+        let dropped = q.clear();
+        assert_eq!(dropped.len(), MAX_IOV + 4);
+        assert_eq!(q.len(), 0);
+    }
+}
