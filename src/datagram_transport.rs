@@ -19,13 +19,14 @@
 //! object's own `sendto`, so resolution and error messages stay Python's.
 
 use crate::event_loop::LoopCore;
+use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
-use crate::handle::Handle;
+use crate::handle::{is_fatal, Handle};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{errno, would_block, HeldBuffer};
 use pyo3::exceptions::{
-    PyAttributeError, PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PyOSError, PySystemExit, PyTypeError,
+    PyAttributeError, PyBlockingIOError, PyInterruptedError, PyOSError, PyTypeError,
     PyValueError,
 };
 use pyo3::ffi;
@@ -38,11 +39,6 @@ use std::os::fd::RawFd;
 /// asyncio's `_SelectorTransport.max_size`.
 const MAX_SIZE: usize = 256 * 1024;
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
-
-fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
-    e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py)
-}
 
 /// A raw socket address, as `recvfrom` fills it and `sendto` takes it.
 #[derive(Clone, Copy)]
@@ -242,9 +238,7 @@ struct State {
     conn_lost: u32,
     closing: bool,
     paused: bool,
-    protocol_paused: bool,
-    high: usize,
-    low: usize,
+    flow: FlowControl,
     reading: bool,
     writing: bool,
     /// The last address seen or sent to, with its raw form.
@@ -595,13 +589,7 @@ impl DatagramTransportCore {
     fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let pause = this.st.with(py, |s| {
-            let pause = s.buffer_size > s.high && !s.protocol_paused;
-            if pause {
-                s.protocol_paused = true;
-            }
-            pause
-        });
+        let pause = this.st.with(py, |s| s.flow.should_pause(s.buffer_size));
         if pause {
             this.protocol_flow_call(py, "pause_writing")?;
         }
@@ -611,13 +599,7 @@ impl DatagramTransportCore {
     fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let resume = this.st.with(py, |s| {
-            let resume = s.protocol_paused && s.buffer_size <= s.low;
-            if resume {
-                s.protocol_paused = false;
-            }
-            resume
-        });
+        let resume = this.st.with(py, |s| s.flow.should_resume(s.buffer_size));
         if resume {
             this.protocol_flow_call(py, "resume_writing")?;
         }
@@ -793,33 +775,13 @@ impl DatagramTransportCore {
     }
 
     #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<Bound<'_, PyAny>>, low: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let as_int = |v: &Option<Bound<'_, PyAny>>| -> PyResult<Option<i64>> {
-            match v {
-                Some(x) if !x.is_none() => Ok(Some(x.extract()?)),
-                _ => Ok(None),
-            }
-        };
-        let (h, l) = (as_int(&high)?, as_int(&low)?);
-        let high = match (h, l) {
-            (Some(h), _) => h,
-            (None, None) => DEFAULT_HIGH_WATER as i64,
-            (None, Some(l)) => 4 * l,
-        };
-        let low = l.unwrap_or(high / 4);
-        if !(high >= low && low >= 0) {
-            return Err(PyValueError::new_err(format!("high ({}) must be >= low ({}) must be >= 0", high, low)));
-        }
-        slf.get().st.with(py, |s| {
-            s.high = high as usize;
-            s.low = low as usize;
-        });
+    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+        slf.get().st.with(slf.py(), |s| s.flow.set_limits(high, low)).map_err(PyValueError::new_err)?;
         Self::maybe_pause_protocol(slf)
     }
 
     fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        self.st.with(py, |s| (s.low, s.high))
+        self.st.with(py, |s| s.flow.limits())
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
@@ -873,7 +835,7 @@ impl DatagramTransportCore {
 
     #[getter]
     fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| s.protocol_paused)
+        self.st.with(py, |s| s.flow.paused)
     }
 
     #[getter]
@@ -932,8 +894,7 @@ fn datagram_transport_core(
         sock: Some(sock.clone().unbind()),
         transport: Some(transport.clone().unbind()),
         address: address.filter(|a| !a.is_none()).map(Bound::unbind),
-        high: DEFAULT_HIGH_WATER,
-        low: DEFAULT_HIGH_WATER / 4,
+        flow: FlowControl::default(),
         ..State::default()
     };
     let core = Py::new(

@@ -57,6 +57,12 @@ pub struct Handle {
     untracked_args: GilCell<bool>,
 }
 
+/// SystemExit and KeyboardInterrupt leave the loop; every other exception
+/// from a callback is reported and the loop goes on, as in asyncio.
+pub fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
+    e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py)
+}
+
 /// What running a handle's callback produced that the loop must act on.
 pub enum RunError {
     /// SystemExit / KeyboardInterrupt: leaves `run_forever`.
@@ -268,12 +274,12 @@ impl Handle {
         } else {
             Some(unsafe { Bound::from_owned_ptr(py, args).cast_into_unchecked::<PyTuple>().unbind() })
         };
-        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+        if is_fatal(py, &err) {
             return Err(RunError::Fatal(err));
         }
         if let Err(e) = Self::report(slf, cb, args, err) {
             // The exception handler itself failed hard: treat like the loop would.
-            if e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py) {
+            if is_fatal(py, &e) {
                 return Err(RunError::Fatal(e));
             }
             e.write_unraisable(py, Some(slf.as_any()));

@@ -1,5 +1,6 @@
 //! ferroloop's native core. See ARCHITECTURE.md for the map of files.
 
+pub mod flow_control;
 pub mod gil_cell;
 pub mod handle;
 pub mod event_loop;

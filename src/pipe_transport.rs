@@ -14,12 +14,13 @@
 //! `close()`), where asyncio would call it again on a protocol it dropped.
 
 use crate::event_loop::LoopCore;
+use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
-use crate::handle::Handle;
+use crate::handle::{is_fatal, Handle};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{errno, would_block, Attempt, HeldBuffer};
-use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyKeyboardInterrupt, PySystemExit, PyValueError};
+use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
@@ -28,13 +29,8 @@ use std::os::fd::RawFd;
 /// asyncio's `_UnixReadPipeTransport.max_size`.
 const MAX_SIZE: usize = 256 * 1024;
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// The kernel's default pipe capacity.
 const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
-
-fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
-    e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py)
-}
 
 thread_local! {
     /// Reads land here and are copied into an exactly sized bytes: a fresh
@@ -564,9 +560,7 @@ struct WriteState {
     buf: WriteQueue,
     conn_lost: u32,
     closing: bool,
-    protocol_paused: bool,
-    high: usize,
-    low: usize,
+    flow: FlowControl,
     lost_scheduled: bool,
 }
 
@@ -768,13 +762,7 @@ impl WritePipeCore {
     fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let pause = this.st.with(py, |s| {
-            let pause = s.pending() > s.high && !s.protocol_paused;
-            if pause {
-                s.protocol_paused = true;
-            }
-            pause
-        });
+        let pause = this.st.with(py, |s| s.flow.should_pause(s.pending()));
         if pause {
             this.protocol_flow_call(py, "pause_writing")?;
         }
@@ -784,13 +772,7 @@ impl WritePipeCore {
     fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let resume = this.st.with(py, |s| {
-            let resume = s.protocol_paused && s.pending() <= s.low;
-            if resume {
-                s.protocol_paused = false;
-            }
-            resume
-        });
+        let resume = this.st.with(py, |s| s.flow.should_resume(s.pending()));
         if resume {
             this.protocol_flow_call(py, "resume_writing")?;
         }
@@ -895,33 +877,13 @@ impl WritePipeCore {
     }
 
     #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<Bound<'_, PyAny>>, low: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let as_int = |v: &Option<Bound<'_, PyAny>>| -> PyResult<Option<i64>> {
-            match v {
-                Some(x) if !x.is_none() => Ok(Some(x.extract()?)),
-                _ => Ok(None),
-            }
-        };
-        let (h, l) = (as_int(&high)?, as_int(&low)?);
-        let high = match (h, l) {
-            (Some(h), _) => h,
-            (None, None) => DEFAULT_HIGH_WATER as i64,
-            (None, Some(l)) => 4 * l,
-        };
-        let low = l.unwrap_or(high / 4);
-        if !(high >= low && low >= 0) {
-            return Err(PyValueError::new_err(format!("high ({}) must be >= low ({}) must be >= 0", high, low)));
-        }
-        slf.get().st.with(py, |s| {
-            s.high = high as usize;
-            s.low = low as usize;
-        });
+    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+        slf.get().st.with(slf.py(), |s| s.flow.set_limits(high, low)).map_err(PyValueError::new_err)?;
         Self::maybe_pause_protocol(slf)
     }
 
     fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        self.st.with(py, |s| (s.low, s.high))
+        self.st.with(py, |s| s.flow.limits())
     }
 
     /// Lets the pipe grow to 256 KiB the first time it fills: set for the
@@ -970,7 +932,7 @@ impl WritePipeCore {
 
     #[getter]
     fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| s.protocol_paused)
+        self.st.with(py, |s| s.flow.paused)
     }
 
     #[getter]
@@ -1007,8 +969,7 @@ fn write_pipe_core(
         pipe: Some(pipe.clone().unbind()),
         transport: Some(transport.clone().unbind()),
         protocol: Some(protocol.clone().unbind()),
-        high: DEFAULT_HIGH_WATER,
-        low: DEFAULT_HIGH_WATER / 4,
+        flow: FlowControl::default(),
         ..WriteState::default()
     };
     let core = Py::new(

@@ -7,12 +7,13 @@
 //! `_SelectorSocketTransport`: same callback order, same messages.
 
 use crate::event_loop::LoopCore;
+use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
-use crate::handle::Handle;
+use crate::handle::{is_fatal, Handle};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{recv_pooled, try_recv, try_send, Attempt, HeldBuffer};
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -30,13 +31,8 @@ const MAX_SIZE: usize = 256 * 1024;
 const SMALL_READ_SIZE: usize = 128 * 1024;
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
-const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
-    e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py)
-}
 
 #[derive(Default)]
 struct State {
@@ -60,9 +56,7 @@ struct State {
     closing: bool,
     paused: bool,
     eof: bool,
-    protocol_paused: bool,
-    high: usize,
-    low: usize,
+    flow: FlowControl,
     reading: bool,
     writing: bool,
     read_size: usize,
@@ -335,13 +329,7 @@ impl StreamTransportCore {
     fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let pause = this.st.with(py, |s| {
-            let pause = s.pending() > s.high && !s.protocol_paused;
-            if pause {
-                s.protocol_paused = true;
-            }
-            pause
-        });
+        let pause = this.st.with(py, |s| s.flow.should_pause(s.pending()));
         if pause {
             this.protocol_flow_call(py, "pause_writing")?;
         }
@@ -351,13 +339,7 @@ impl StreamTransportCore {
     fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let resume = this.st.with(py, |s| {
-            let resume = s.protocol_paused && s.pending() <= s.low;
-            if resume {
-                s.protocol_paused = false;
-            }
-            resume
-        });
+        let resume = this.st.with(py, |s| s.flow.should_resume(s.pending()));
         if resume {
             this.protocol_flow_call(py, "resume_writing")?;
         }
@@ -559,33 +541,13 @@ impl StreamTransportCore {
     }
 
     #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<Bound<'_, PyAny>>, low: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        let py = slf.py();
-        let as_int = |v: &Option<Bound<'_, PyAny>>| -> PyResult<Option<i64>> {
-            match v {
-                Some(x) if !x.is_none() => Ok(Some(x.extract()?)),
-                _ => Ok(None),
-            }
-        };
-        let (h, l) = (as_int(&high)?, as_int(&low)?);
-        let high = match (h, l) {
-            (Some(h), _) => h,
-            (None, None) => DEFAULT_HIGH_WATER as i64,
-            (None, Some(l)) => 4 * l,
-        };
-        let low = l.unwrap_or(high / 4);
-        if !(high >= low && low >= 0) {
-            return Err(PyValueError::new_err(format!("high ({}) must be >= low ({}) must be >= 0", high, low)));
-        }
-        slf.get().st.with(py, |s| {
-            s.high = high as usize;
-            s.low = low as usize;
-        });
+    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
+        slf.get().st.with(slf.py(), |s| s.flow.set_limits(high, low)).map_err(PyValueError::new_err)?;
         Self::maybe_pause_protocol(slf)
     }
 
     fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        self.st.with(py, |s| (s.low, s.high))
+        self.st.with(py, |s| s.flow.limits())
     }
 
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
@@ -666,7 +628,7 @@ impl StreamTransportCore {
 
     #[getter]
     fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| s.protocol_paused)
+        self.st.with(py, |s| s.flow.paused)
     }
 
     #[getter]
@@ -707,8 +669,7 @@ fn stream_transport_core(
     let state = State {
         sock: Some(sock.clone().unbind()),
         transport: Some(transport.clone().unbind()),
-        high: DEFAULT_HIGH_WATER,
-        low: DEFAULT_HIGH_WATER / 4,
+        flow: FlowControl::default(),
         read_size: SMALL_READ_SIZE,
         ..State::default()
     };
