@@ -20,6 +20,7 @@ from asyncio import futures, transports, trsock
 from asyncio import base_events as _logging_module
 
 from ._ferroloop import datagram_transport_core
+from .core_transport import CoreTransport, CoreWriteFlow
 from .server import _set_reuseport
 
 _PY311 = sys.version_info >= (3, 11)
@@ -32,7 +33,7 @@ _HOT = ('sendto', 'is_closing', 'close', 'abort', 'get_write_buffer_size',
 _unset = object()
 
 
-class DatagramTransport(transports.Transport, transports.DatagramTransport):
+class DatagramTransport(CoreTransport, CoreWriteFlow, transports.Transport, transports.DatagramTransport):
     """asyncio's selector datagram transport contract, with a native core.
 
     An ``asyncio.Transport`` too, as asyncio's own datagram transport is.
@@ -93,45 +94,17 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):
 
     # -- the rest of the transport API ------------------------------------------
 
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
-
-    def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
-
     @property
     def _sock(self):
         return self._core._sock
-
-    @property
-    def _protocol(self):
-        return self._core.get_protocol()
 
     @property
     def _address(self):
         return self._core._address
 
     @property
-    def _closing(self):
-        return self._core._closing
-
-    @property
-    def _conn_lost(self):
-        return self._core._conn_lost
-
-    @property
     def _paused(self):
         return self._core._paused
-
-    @property
-    def _protocol_paused(self):
-        return self._core._protocol_paused
 
     @property
     def _buffer_size(self):
@@ -151,32 +124,6 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):
             if sock is not None:
                 sock.close()
             self._loop = None
-
-    def _fatal_error(self, exc, message='Fatal error on transport'):
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                _logging_module.logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                'message': message,
-                'exception': exc,
-                'transport': self,
-                'protocol': self._core.get_protocol(),
-            })
-        self._core._force_close(exc)
-
-    def _protocol_call_failed(self, message, exc):
-        self._loop.call_exception_handler({
-            'message': message,
-            'exception': exc,
-            'transport': self,
-            'protocol': self._core.get_protocol(),
-        })
-
-    def _log_debug(self, fmt):
-        _logging_module.logger.debug(fmt, self)
-
-
 
 def _check_sock_type(sock):
     if _PY313:

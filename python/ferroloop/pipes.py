@@ -24,14 +24,18 @@ from asyncio import futures, transports
 from asyncio import unix_events as _logging_module
 
 from ._ferroloop import read_pipe_core, write_pipe_core
+from .core_transport import CoreTransport, CoreWriteFlow
 
 _READ_HOT = ('pause_reading', 'resume_reading', 'is_reading', 'is_closing', 'close')
 _WRITE_HOT = ('write', 'write_eof', 'can_write_eof', 'is_closing', 'close', 'abort',
               'get_write_buffer_size')
 
 
-class _PipeTransportBase:
-    """What both pipe transports share: lifecycle and error reporting."""
+class _PipeTransportBase(CoreTransport):
+    """What both pipe transports share: the pipe and its lifecycle."""
+
+    _logging_module = _logging_module
+    _FATAL_MESSAGE = 'Fatal error on pipe transport'
 
     _core = None
     # asyncio's attribute: None once the pipe is closed (tests set it, too).
@@ -74,21 +78,10 @@ class _PipeTransportBase:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             self._pipe.close()
 
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    @property
-    def _protocol(self):
-        return self._core.get_protocol() if self._core is not None else None
-
-    @property
-    def _closing(self):
-        return self._core._closing
-
     def _close(self, exc=None):
+        self._core._close(exc)
+
+    def _close_after_error(self, exc):
         self._core._close(exc)
 
     def _call_connection_lost(self, exc):
@@ -101,35 +94,6 @@ class _PipeTransportBase:
                 pipe.close()
             self._pipe = None
             self._loop = None
-
-    def _fatal_error(self, exc, message='Fatal error on pipe transport'):
-        if self._quiet_error(exc):
-            if self._loop.get_debug():
-                _logging_module.logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                'message': message,
-                'exception': exc,
-                'transport': self,
-                'protocol': self._core.get_protocol(),
-            })
-        self._core._close(exc)
-
-    def _log_info(self, fmt):
-        _logging_module.logger.info(fmt, self)
-
-    def _log_debug(self, fmt):
-        _logging_module.logger.debug(fmt, self)
-
-
-    def _protocol_call_failed(self, message, exc):
-        self._loop.call_exception_handler({
-            'message': message,
-            'exception': exc,
-            'transport': self,
-            'protocol': self._core.get_protocol(),
-        })
-
 
 class ReadPipeTransport(_PipeTransportBase, transports.ReadTransport):
     """The read end of a pipe, FIFO, character device or socket."""
@@ -163,7 +127,7 @@ class ReadPipeTransport(_PipeTransportBase, transports.ReadTransport):
         return isinstance(exc, OSError) and exc.errno == errno.EIO
 
 
-class WritePipeTransport(_PipeTransportBase, transports.WriteTransport):
+class WritePipeTransport(_PipeTransportBase, CoreWriteFlow, transports.WriteTransport):
     """The write end of a pipe, FIFO, character device or socket."""
 
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
@@ -193,20 +157,6 @@ class WritePipeTransport(_PipeTransportBase, transports.WriteTransport):
 
     def writelines(self, list_of_data):
         self.write(b''.join(list_of_data))
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
-
-    def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
-
-    @property
-    def _conn_lost(self):
-        return self._core._conn_lost
-
-    @property
-    def _protocol_paused(self):
-        return self._core._protocol_paused
 
     @staticmethod
     def _quiet_error(exc):

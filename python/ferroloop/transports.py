@@ -12,11 +12,9 @@ import sys
 import warnings
 
 from asyncio import constants, futures, transports, trsock
-# asyncio's own module logger, looked up per call: code (and tests) may
-# replace it, as with the stdlib loop.
-from asyncio import selector_events as _logging_module
 
 from ._ferroloop import stream_transport_core
+from .core_transport import CoreTransport, CoreWriteFlow
 
 _WRITELINES_CHECKS = sys.version_info >= (3, 12)
 
@@ -33,7 +31,7 @@ def _set_nodelay(sock):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class SocketTransport(transports.Transport):
+class SocketTransport(CoreTransport, CoreWriteFlow, transports.Transport):
     """asyncio's socket transport contract, with a native core."""
 
     _start_tls_compatible = True
@@ -109,33 +107,9 @@ class SocketTransport(transports.Transport):
     def can_write_eof(self):
         return True
 
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
-
-    def get_write_buffer_limits(self):
-        return self._core.get_write_buffer_limits()
-
     @property
     def _sock(self):
         return self._core._sock
-
-    @property
-    def _closing(self):
-        return self._core._closing
-
-    @property
-    def _conn_lost(self):
-        return self._core._conn_lost
-
-    @property
-    def _protocol(self):
-        return self._core.get_protocol()
 
     @property
     def _paused(self):
@@ -172,29 +146,3 @@ class SocketTransport(transports.Transport):
             if empty_waiter is not None and not empty_waiter.done():
                 empty_waiter.set_exception(ConnectionError("Connection is closed by peer"))
 
-    def _fatal_error(self, exc, message='Fatal error on transport'):
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                _logging_module.logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                'message': message,
-                'exception': exc,
-                'transport': self,
-                'protocol': self._core.get_protocol(),
-            })
-        self._core._force_close(exc)
-
-    def _protocol_call_failed(self, message, exc):
-        self._loop.call_exception_handler({
-            'message': message,
-            'exception': exc,
-            'transport': self,
-            'protocol': self._core.get_protocol(),
-        })
-
-    def _log_debug(self, fmt):
-        _logging_module.logger.debug(fmt, self)
-
-    def _log_warning(self, message):
-        _logging_module.logger.warning(message)

@@ -1,0 +1,89 @@
+"""The Python half every transport with a native core shares.
+
+Stream, datagram and pipe transports each wrap a native core that does the
+per-packet work; this base gives them the protocol accessors, the write
+limits, and the error-reporting paths the cores call back into, written once.
+Each transport keeps its own construction, repr and lifecycle.
+"""
+
+from asyncio import selector_events
+
+
+class CoreTransport:
+    """Delegation to ``self._core`` and asyncio's error reporting."""
+
+    _core = None
+    # Where asyncio's transport of the same kind logs (looked up per call:
+    # code may replace the logger), and its default fatal-error message.
+    _logging_module = selector_events
+    _FATAL_MESSAGE = 'Fatal error on transport'
+
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
+
+    def get_protocol(self):
+        return self._core.get_protocol()
+
+    @property
+    def _protocol(self):
+        return self._core.get_protocol() if self._core is not None else None
+
+    @property
+    def _closing(self):
+        return self._core._closing
+
+    @property
+    def _conn_lost(self):
+        return self._core._conn_lost
+
+    @staticmethod
+    def _quiet_error(exc):
+        # asyncio logs OS errors only in debug mode and reports the rest.
+        return isinstance(exc, OSError)
+
+    def _close_after_error(self, exc):
+        self._core._force_close(exc)
+
+    def _fatal_error(self, exc, message=None):
+        if message is None:
+            message = self._FATAL_MESSAGE
+        if self._quiet_error(exc):
+            if self._loop.get_debug():
+                self._logging_module.logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._report(message, exc)
+        self._close_after_error(exc)
+
+    def _protocol_call_failed(self, message, exc):
+        self._report(message, exc)
+
+    def _report(self, message, exc):
+        self._loop.call_exception_handler({
+            'message': message,
+            'exception': exc,
+            'transport': self,
+            'protocol': self._core.get_protocol(),
+        })
+
+    def _log_debug(self, fmt):
+        self._logging_module.logger.debug(fmt, self)
+
+    def _log_info(self, fmt):
+        self._logging_module.logger.info(fmt, self)
+
+    def _log_warning(self, message):
+        self._logging_module.logger.warning(message)
+
+
+class CoreWriteFlow:
+    """Write-buffer limits, for the transports that write."""
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    @property
+    def _protocol_paused(self):
+        return self._core._protocol_paused
