@@ -165,6 +165,20 @@ impl LoopCore {
         Ok(())
     }
 
+    /// `call_soon`, called by the vectorcall entry point below.
+    fn call_soon(slf: &Bound<'_, Self>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        if this.debug.get(py) {
+            this.debug_checks(py, &callback, "call_soon", true)?;
+        }
+        let h = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
+        Handle::untrack_queued(&h);
+        this.ready.with(py, |r| r.push_back(h.clone_ref(py)));
+        Ok(h)
+    }
+
     fn schedule_timer(slf: &Bound<'_, Self>, when: f64, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let h = Handle::new_timer(py, slf.clone().unbind(), when, callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
@@ -450,20 +464,6 @@ impl LoopCore {
     }
 
     #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(slf: &Bound<'_, Self>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let this = slf.get();
-        this.check_closed(py)?;
-        if this.debug.get(py) {
-            this.debug_checks(py, &callback, "call_soon", true)?;
-        }
-        let h = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
-        Handle::untrack_queued(&h);
-        this.ready.with(py, |r| r.push_back(h.clone_ref(py)));
-        Ok(h)
-    }
-
-    #[pyo3(signature = (callback, *args, context=None))]
     fn call_soon_threadsafe(slf: &Bound<'_, Self>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
         let py = slf.py();
         let this = slf.get();
@@ -718,4 +718,94 @@ impl LoopCore {
             self.fds.with(py, |f| f.iter().filter(|w| w.interest() != 0).count()),
         )
     }
+}
+
+/// `call_soon(callback, *args, context=None)` as a plain METH_FASTCALL
+/// method: the hottest call into the loop (every task step and future
+/// callback), so its arguments are taken straight from the vector rather
+/// than through PyO3's general argument parser.
+unsafe extern "C" fn call_soon_fastcall(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+        call_soon_from_vector(py, slf, args, nargs, kwnames)
+    }));
+    let result = match outcome {
+        Ok(r) => r,
+        Err(_) => Err(pyo3::panic::PanicException::new_err("Rust panic in call_soon")),
+    };
+    match result {
+        Ok(h) => h.into_ptr(),
+        Err(e) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+unsafe fn call_soon_from_vector(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Py<Handle>> {
+    let n = nargs as usize;
+    if n == 0 {
+        return Err(PyTypeError::new_err("call_soon() missing 1 required positional argument: 'callback'"));
+    }
+    // SAFETY: CPython passes `n` positional arguments followed by one value
+    // per keyword name, all borrowed for the duration of the call.
+    let argv = unsafe { std::slice::from_raw_parts(args, n + if kwnames.is_null() { 0 } else { ffi::PyTuple_GET_SIZE(kwnames) as usize }) };
+    let mut context = None;
+    if !kwnames.is_null() {
+        for i in 0..unsafe { ffi::PyTuple_GET_SIZE(kwnames) } {
+            let name = unsafe { ffi::PyTuple_GET_ITEM(kwnames, i) };
+            if unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) } != 0 {
+                let name = unsafe { Bound::from_borrowed_ptr(py, name) };
+                return Err(PyTypeError::new_err(format!("call_soon() got an unexpected keyword argument '{}'", name)));
+            }
+            context = Some(unsafe { Bound::from_borrowed_ptr(py, argv[n + i as usize]) });
+        }
+    }
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+    // SAFETY: the method descriptor only accepts instances of LoopCore.
+    let slf = unsafe { slf.cast_unchecked::<LoopCore>() };
+    let callback = unsafe { Bound::from_borrowed_ptr(py, argv[0]) };
+    // The positional arguments after the callback, as the handle's tuple.
+    let tuple = unsafe {
+        let t = ffi::PyTuple_New((n - 1) as ffi::Py_ssize_t);
+        if t.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        for (i, &arg) in argv[1..n].iter().enumerate() {
+            ffi::Py_INCREF(arg);
+            ffi::PyTuple_SET_ITEM(t, i as ffi::Py_ssize_t, arg);
+        }
+        Bound::from_owned_ptr(py, t).cast_into_unchecked::<PyTuple>()
+    };
+    LoopCore::call_soon(slf, callback, tuple, context)
+}
+
+static mut CALL_SOON_DEF: ffi::PyMethodDef = ffi::PyMethodDef {
+    ml_name: c"call_soon".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: call_soon_fastcall },
+    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    ml_doc: c"call_soon($self, callback, *args, context=None)\n--\n\nArrange for callback to be called soon.".as_ptr(),
+};
+
+/// Puts the vectorcall `call_soon` on the LoopCore type.
+pub fn install_call_soon(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let ty = py.get_type::<LoopCore>();
+    // SAFETY: the method definition is static and lives as long as the module.
+    let descr = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), std::ptr::addr_of_mut!(CALL_SOON_DEF)))?
+    };
+    ty.setattr("call_soon", descr)
 }
