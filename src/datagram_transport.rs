@@ -22,6 +22,7 @@ use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::{is_fatal, Handle};
+use crate::read_control::ReadControl;
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{errno, would_block, HeldBuffer};
@@ -322,10 +323,6 @@ impl DatagramTransportCore {
         } else {
             0
         }
-    }
-
-    fn is_reading_now(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| !s.closing && !s.paused)
     }
 
     fn set_watch(slf: &Bound<'_, Self>, dir: u8, on: bool) -> PyResult<()> {
@@ -661,6 +658,28 @@ impl DatagramTransportCore {
     }
 }
 
+impl ReadControl for DatagramTransportCore {
+    fn read_flags(&self, py: Python<'_>) -> (bool, bool) {
+        self.st.with(py, |s| (s.closing, s.paused))
+    }
+
+    fn set_paused(&self, py: Python<'_>, paused: bool) {
+        self.st.with(py, |s| s.paused = paused)
+    }
+
+    fn watch_reads(slf: &Bound<'_, Self>, on: bool) -> PyResult<()> {
+        Self::set_watch(slf, READABLE, on)
+    }
+
+    fn event_loop(&self) -> &Py<LoopCore> {
+        &self.loop_
+    }
+
+    fn py_transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.transport(py)
+    }
+}
+
 #[pymethods]
 impl DatagramTransportCore {
     #[pyo3(signature = (data, addr=None))]
@@ -731,47 +750,20 @@ impl DatagramTransportCore {
     }
 
     fn is_reading(&self, py: Python<'_>) -> bool {
-        self.is_reading_now(py)
+        self.reading(py)
     }
 
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if !this.is_reading_now(py) {
-            return Ok(());
-        }
-        this.st.with(py, |s| s.paused = true);
-        Self::set_watch(slf, READABLE, false)?;
-        if this.loop_.get().debug(py) {
-            if let Some(t) = this.transport(py) {
-                t.call_method1("_log_debug", ("%r pauses reading",))?;
-            }
-        }
-        Ok(())
+        ReadControl::pause(slf)
     }
 
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.st.with(py, |s| s.closing || !s.paused) {
-            return Ok(());
-        }
-        this.st.with(py, |s| s.paused = false);
-        Self::set_watch(slf, READABLE, true)?;
-        if this.loop_.get().debug(py) {
-            if let Some(t) = this.transport(py) {
-                t.call_method1("_log_debug", ("%r resumes reading",))?;
-            }
-        }
-        Ok(())
+        ReadControl::resume(slf)
     }
 
     /// Starts reading once `connection_made` has run (scheduled after it).
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if slf.get().is_reading_now(slf.py()) {
-            Self::set_watch(slf, READABLE, true)?;
-        }
-        Ok(())
+        ReadControl::start(slf)
     }
 
     #[pyo3(signature = (high=None, low=None))]

@@ -8,6 +8,7 @@ pub mod datagram_transport;
 pub mod os_error;
 pub mod pipe_transport;
 pub mod poller;
+pub mod read_control;
 pub mod sock_io;
 pub mod sock_ops;
 pub mod stream_transport;

@@ -17,6 +17,7 @@ use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::{is_fatal, Handle};
+use crate::read_control::ReadControl;
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{errno, would_block, Attempt, HeldBuffer};
@@ -333,10 +334,6 @@ impl ReadPipeCore {
         set_watch(this.loop_.bind(py), this.fd, READABLE, on, &this.reading, field!(this, py, reader))
     }
 
-    fn is_reading_now(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| !s.closing && !s.paused)
-    }
-
     fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -401,10 +398,32 @@ impl ReadPipeCore {
     }
 }
 
+impl ReadControl for ReadPipeCore {
+    fn read_flags(&self, py: Python<'_>) -> (bool, bool) {
+        self.st.with(py, |s| (s.closing, s.paused))
+    }
+
+    fn set_paused(&self, py: Python<'_>, paused: bool) {
+        self.st.with(py, |s| s.paused = paused)
+    }
+
+    fn watch_reads(slf: &Bound<'_, Self>, on: bool) -> PyResult<()> {
+        Self::watch(slf, on)
+    }
+
+    fn event_loop(&self) -> &Py<LoopCore> {
+        &self.loop_
+    }
+
+    fn py_transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.transport(py)
+    }
+}
+
 #[pymethods]
 impl ReadPipeCore {
     fn is_reading(&self, py: Python<'_>) -> bool {
-        self.is_reading_now(py)
+        self.reading(py)
     }
 
     fn is_closing(&self, py: Python<'_>) -> bool {
@@ -412,35 +431,11 @@ impl ReadPipeCore {
     }
 
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if !this.is_reading_now(py) {
-            return Ok(());
-        }
-        this.st.with(py, |s| s.paused = true);
-        Self::watch(slf, false)?;
-        if this.loop_.get().debug(py) {
-            if let Some(t) = this.transport(py) {
-                t.call_method1("_log_debug", ("%r pauses reading",))?;
-            }
-        }
-        Ok(())
+        ReadControl::pause(slf)
     }
 
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.st.with(py, |s| s.closing || !s.paused) {
-            return Ok(());
-        }
-        this.st.with(py, |s| s.paused = false);
-        Self::watch(slf, true)?;
-        if this.loop_.get().debug(py) {
-            if let Some(t) = this.transport(py) {
-                t.call_method1("_log_debug", ("%r resumes reading",))?;
-            }
-        }
-        Ok(())
+        ReadControl::resume(slf)
     }
 
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -457,10 +452,7 @@ impl ReadPipeCore {
 
     /// Starts reading once `connection_made` has run (scheduled after it).
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if slf.get().is_reading_now(slf.py()) {
-            Self::watch(slf, true)?;
-        }
-        Ok(())
+        ReadControl::start(slf)
     }
 
     /// As `WritePipeCore._allow_growth`, from the reading end.

@@ -10,6 +10,7 @@ use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::{is_fatal, Handle};
+use crate::read_control::ReadControl;
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{recv_pooled, try_recv, try_send, Attempt, HeldBuffer};
@@ -123,10 +124,6 @@ macro_rules! field {
 impl StreamTransportCore {
     fn transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
         field!(self, py, transport).map(|t| t.into_bound(py))
-    }
-
-    fn is_reading_now(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| !s.closing && !s.paused)
     }
 
     fn set_watch(slf: &Bound<'_, Self>, dir: u8, on: bool) -> PyResult<()> {
@@ -411,6 +408,28 @@ impl StreamTransportCore {
     }
 }
 
+impl ReadControl for StreamTransportCore {
+    fn read_flags(&self, py: Python<'_>) -> (bool, bool) {
+        self.st.with(py, |s| (s.closing, s.paused))
+    }
+
+    fn set_paused(&self, py: Python<'_>, paused: bool) {
+        self.st.with(py, |s| s.paused = paused)
+    }
+
+    fn watch_reads(slf: &Bound<'_, Self>, on: bool) -> PyResult<()> {
+        Self::set_watch(slf, READABLE, on)
+    }
+
+    fn event_loop(&self) -> &Py<LoopCore> {
+        &self.loop_
+    }
+
+    fn py_transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.transport(py)
+    }
+}
+
 #[pymethods]
 impl StreamTransportCore {
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -497,47 +516,20 @@ impl StreamTransportCore {
     }
 
     fn is_reading(&self, py: Python<'_>) -> bool {
-        self.is_reading_now(py)
+        self.reading(py)
     }
 
     fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if !this.is_reading_now(py) {
-            return Ok(());
-        }
-        this.st.with(py, |s| s.paused = true);
-        Self::set_watch(slf, READABLE, false)?;
-        if this.loop_.get().debug(py) {
-            if let Some(t) = this.transport(py) {
-                t.call_method1("_log_debug", ("%r pauses reading",))?;
-            }
-        }
-        Ok(())
+        ReadControl::pause(slf)
     }
 
     fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.st.with(py, |s| s.closing || !s.paused) {
-            return Ok(());
-        }
-        this.st.with(py, |s| s.paused = false);
-        Self::set_watch(slf, READABLE, true)?;
-        if this.loop_.get().debug(py) {
-            if let Some(t) = this.transport(py) {
-                t.call_method1("_log_debug", ("%r resumes reading",))?;
-            }
-        }
-        Ok(())
+        ReadControl::resume(slf)
     }
 
     /// Starts reading once `connection_made` has run (scheduled after it).
     fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        if slf.get().is_reading_now(slf.py()) {
-            Self::set_watch(slf, READABLE, true)?;
-        }
-        Ok(())
+        ReadControl::start(slf)
     }
 
     #[pyo3(signature = (high=None, low=None))]
