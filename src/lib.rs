@@ -8,11 +8,11 @@ pub mod datagram_transport;
 pub mod os_error;
 pub mod pipe_transport;
 pub mod poller;
-pub mod read_control;
 pub mod sock_io;
 pub mod sock_ops;
 pub mod stream_transport;
 pub mod timer_heap;
+pub mod transport_core;
 pub mod waker;
 
 use pyo3::prelude::*;

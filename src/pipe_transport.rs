@@ -17,7 +17,7 @@ use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::{is_fatal, Handle};
-use crate::read_control::ReadControl;
+use crate::transport_core::{ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{errno, would_block, Attempt, HeldBuffer};
@@ -738,37 +738,22 @@ impl WritePipeCore {
         Self::schedule_connection_lost(slf, exc)
     }
 
-    fn protocol_flow_call(&self, py: Python<'_>, method: &str) -> PyResult<()> {
-        let Some(protocol) = field!(self, py, protocol) else { return Ok(()) };
-        if let Err(e) = protocol.call_method0(py, method) {
-            if is_fatal(py, &e) {
-                return Err(e);
-            }
-            if let Some(t) = self.transport(py) {
-                t.call_method1("_protocol_call_failed", (format!("protocol.{}() failed", method), e.value(py)))?;
-            }
-        }
-        Ok(())
+}
+
+impl WriteFlow for WritePipeCore {
+    fn with_flow<R>(&self, py: Python<'_>, f: impl FnOnce(&mut FlowControl, usize) -> R) -> R {
+        self.st.with(py, |s| {
+            let buffered = s.pending();
+            f(&mut s.flow, buffered)
+        })
     }
 
-    fn maybe_pause_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let pause = this.st.with(py, |s| s.flow.should_pause(s.pending()));
-        if pause {
-            this.protocol_flow_call(py, "pause_writing")?;
-        }
-        Ok(())
+    fn protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        field!(self, py, protocol)
     }
 
-    fn maybe_resume_protocol(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let resume = this.st.with(py, |s| s.flow.should_resume(s.pending()));
-        if resume {
-            this.protocol_flow_call(py, "resume_writing")?;
-        }
-        Ok(())
+    fn flow_transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.transport(py)
     }
 }
 
