@@ -24,12 +24,19 @@ impl FlowControl {
     /// (or the default), a missing `low` a quarter of `high`. The error is
     /// asyncio's ValueError message.
     pub fn set_limits(&mut self, high: Option<i64>, low: Option<i64>) -> Result<(), String> {
+        self.set_limits_from(high, low, DEFAULT_HIGH_WATER)
+    }
+
+    /// `set_limits` with another default high-water mark (the TLS layer's
+    /// read and write buffers have their own).
+    pub fn set_limits_from(&mut self, high: Option<i64>, low: Option<i64>, default_high: usize) -> Result<(), String> {
         let high = match (high, low) {
             (Some(h), _) => h,
-            (None, None) => DEFAULT_HIGH_WATER as i64,
+            (None, None) => default_high as i64,
             (None, Some(l)) => 4 * l,
         };
-        let low = low.unwrap_or(high / 4);
+        // Floor division, as Python's `high // 4`.
+        let low = low.unwrap_or(high.div_euclid(4));
         if !(high >= low && low >= 0) {
             return Err(format!("high ({}) must be >= low ({}) must be >= 0", high, low));
         }
@@ -77,10 +84,20 @@ mod tests {
     }
 
     #[test]
+    fn another_default_high_water_keeps_the_same_arithmetic() {
+        let mut f = FlowControl::default();
+        f.set_limits_from(None, None, 512 * 1024).unwrap();
+        assert_eq!(f.limits(), (128 * 1024, 512 * 1024));
+        f.set_limits_from(None, Some(10), 512 * 1024).unwrap();
+        assert_eq!(f.limits(), (10, 40));
+    }
+
+    #[test]
     fn bad_limits_are_refused_with_asyncios_message() {
         let mut f = FlowControl::default();
         assert_eq!(f.set_limits(Some(1), Some(2)).unwrap_err(), "high (1) must be >= low (2) must be >= 0");
         assert_eq!(f.set_limits(Some(-4), None).unwrap_err(), "high (-4) must be >= low (-1) must be >= 0");
+        assert_eq!(f.set_limits(Some(-5), None).unwrap_err(), "high (-5) must be >= low (-2) must be >= 0");
         assert_eq!(f, FlowControl::default());
     }
 

@@ -12,6 +12,7 @@ pub mod sock_io;
 pub mod sock_ops;
 pub mod stream_transport;
 pub mod timer_heap;
+pub mod tls_protocol;
 pub mod transport_core;
 pub mod waker;
 
@@ -26,5 +27,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     stream_transport::register(m)?;
     datagram_transport::register(m)?;
     pipe_transport::register(m)?;
+    tls_protocol::register(m)?;
     Ok(())
 }

@@ -98,12 +98,9 @@ thread_local! {
     static SPARE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `recv(fd, size)` into bytes (empty at end of stream), as a stream
-/// transport's read does. The data lands in a reused buffer and is copied
-/// into an exactly sized bytes: allocating `size` bytes per read and
-/// shrinking it costs more (large blocks come from mmap, so every read would
-/// map, remap and fault fresh pages) than the copy.
-pub fn recv_pooled(py: Python<'_>, fd: RawFd, size: usize) -> Attempt<Py<PyAny>> {
+/// `recv(fd, size)` into the reused buffer; `f` sees what arrived (empty at
+/// end of stream) and must not call back into Python code that reads.
+pub fn recv_with<R>(py: Python<'_>, fd: RawFd, size: usize, f: impl FnOnce(&[u8]) -> R) -> Attempt<R> {
     SPARE.with(|spare| {
         let mut buf = spare.borrow_mut();
         if buf.len() < size {
@@ -114,12 +111,26 @@ pub fn recv_pooled(py: Python<'_>, fd: RawFd, size: usize) -> Attempt<Py<PyAny>>
             let e = errno();
             return if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) };
         }
-        unsafe {
-            let data = ffi::PyBytes_FromStringAndSize(buf.as_ptr().cast(), got as ffi::Py_ssize_t);
-            if data.is_null() {
-                return Attempt::Failed(PyErr::fetch(py));
-            }
-            Attempt::Done(Bound::from_owned_ptr(py, data).unbind())
-        }
+        Attempt::Done(f(&buf[..got as usize]))
     })
+}
+
+/// `recv(fd, size)` into bytes (empty at end of stream), as a stream
+/// transport's read does. The data lands in a reused buffer and is copied
+/// into an exactly sized bytes: allocating `size` bytes per read and
+/// shrinking it costs more (large blocks come from mmap, so every read would
+/// map, remap and fault fresh pages) than the copy.
+pub fn recv_pooled(py: Python<'_>, fd: RawFd, size: usize) -> Attempt<Py<PyAny>> {
+    match recv_with(py, fd, size, |data| unsafe {
+        let obj = ffi::PyBytes_FromStringAndSize(data.as_ptr().cast(), data.len() as ffi::Py_ssize_t);
+        if obj.is_null() {
+            Err(PyErr::fetch(py))
+        } else {
+            Ok(Bound::from_owned_ptr(py, obj).unbind())
+        }
+    }) {
+        Attempt::Done(Ok(data)) => Attempt::Done(data),
+        Attempt::Done(Err(e)) | Attempt::Failed(e) => Attempt::Failed(e),
+        Attempt::NotReady => Attempt::NotReady,
+    }
 }

@@ -13,7 +13,8 @@ use crate::handle::{is_fatal, Handle};
 use crate::transport_core::{ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
-use crate::sock_io::{recv_pooled, try_recv, try_send, Attempt, HeldBuffer};
+use crate::sock_io::{recv_pooled, recv_with, try_recv, try_send, Attempt, HeldBuffer};
+use crate::tls_protocol::TLSProtocolCore;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -46,6 +47,8 @@ struct State {
     get_buffer: Option<Py<PyAny>>,
     buffer_updated: Option<Py<PyAny>>,
     buffered: bool,
+    /// The protocol when it is ferroloop's TLS layer, fed without Python calls.
+    tls: Option<Py<TLSProtocolCore>>,
     protocol_connected: bool,
     empty_waiter: Option<Py<PyAny>>,
     reader: Option<Py<Handle>>,
@@ -169,6 +172,9 @@ impl StreamTransportCore {
         if lost > 0 {
             return Ok(());
         }
+        if let Some(tls) = field!(this, py, tls) {
+            return Self::read_into_tls(slf, tls.bind(py));
+        }
         if buffered {
             return Self::read_into_protocol_buffer(slf);
         }
@@ -198,6 +204,25 @@ impl StreamTransportCore {
                     Err(e) => this.fatal(py, e, "Fatal error: protocol.data_received() call failed."),
                 }
             }
+        }
+    }
+
+    /// A `BufferedProtocol` read for the TLS layer: the bytes go from the
+    /// reused read buffer into its incoming BIO.
+    fn read_into_tls(slf: &Bound<'_, Self>, tls: &Bound<'_, TLSProtocolCore>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let fed = recv_with(py, this.fd, SMALL_READ_SIZE, |data| tls.get().feed(py, data).map(|_| data.len()));
+        let outcome = match fed {
+            Attempt::NotReady => return Ok(()),
+            Attempt::Failed(e) => return this.fatal(py, e, "Fatal read error on socket transport"),
+            Attempt::Done(Ok(0)) => return Self::on_eof(slf),
+            Attempt::Done(Ok(_)) => TLSProtocolCore::incoming_ready(tls),
+            Attempt::Done(Err(e)) => Err(e),
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(e) => this.fatal(py, e, "Fatal error: protocol.buffer_updated() call failed."),
         }
     }
 
@@ -354,6 +379,7 @@ impl StreamTransportCore {
     fn bind_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let buffered_type = BUFFERED_PROTOCOL.import(py, "asyncio.protocols", "BufferedProtocol")?;
         let buffered = protocol.is_instance(buffered_type)?;
+        let tls = protocol.cast::<TLSProtocolCore>().ok().map(|t| t.clone().unbind());
         let lookup = |name: &str| protocol.getattr(name).ok().map(Bound::unbind);
         let (data_received, get_buffer, buffer_updated) = if buffered {
             (None, lookup("get_buffer"), lookup("buffer_updated"))
@@ -364,6 +390,7 @@ impl StreamTransportCore {
             s.buffered = buffered;
             s.protocol_connected = true;
             (
+                std::mem::replace(&mut s.tls, tls),
                 s.protocol.replace(protocol.clone().unbind()),
                 std::mem::replace(&mut s.data_received, data_received),
                 std::mem::replace(&mut s.get_buffer, get_buffer),
@@ -416,7 +443,7 @@ impl WriteFlow for StreamTransportCore {
 
 #[pymethods]
 impl StreamTransportCore {
-    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         if !(data.is_instance_of::<PyBytes>() || data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
@@ -559,7 +586,7 @@ impl StreamTransportCore {
     fn _detach(&self, py: Python<'_>) -> (Option<Py<PyAny>>, Option<Py<PyAny>>, bool, Option<Py<PyAny>>) {
         let taken = self.st.with(py, |s| {
             let out = (s.sock.take(), s.protocol.take(), s.protocol_connected, s.empty_waiter.take());
-            let rest = (s.transport.take(), s.data_received.take(), s.get_buffer.take(), s.buffer_updated.take(), s.reader.take(), s.writer.take());
+            let rest = (s.transport.take(), s.data_received.take(), s.get_buffer.take(), s.buffer_updated.take(), s.tls.take(), s.reader.take(), s.writer.take());
             (out, rest)
         });
         let (out, rest) = taken;
@@ -619,6 +646,7 @@ impl StreamTransportCore {
         for f in [&s.sock, &s.transport, &s.protocol, &s.data_received, &s.get_buffer, &s.buffer_updated, &s.empty_waiter] {
             visit.call(f)?;
         }
+        visit.call(&s.tls)?;
         visit.call(&s.reader)?;
         visit.call(&s.writer)
     }

@@ -1,17 +1,159 @@
 """TLS over ferroloop's transports: ``ssl=`` everywhere and ``start_tls``.
 
-The user's ``ssl.SSLContext`` drives ``ssl.SSLObject`` over memory BIOs
-through asyncio's own ``sslproto.SSLProtocol``, a BufferedProtocol that sits
-on the native stream transport: every context option keeps working, and the
-TLS layer behaves exactly as asyncio's. (A native TLS layer is later work.)
+The state machine is native (``TLSProtocolCore``, asyncio's ``SSLProtocol``
+contract); the user's ``ssl.SSLContext`` does the cryptography through an
+``ssl.SSLObject`` over memory BIOs, so every context option keeps working.
+Here: the argument checks, building the BIOs, and ``SSLTransport``, the
+``asyncio.Transport`` the application sees.
 """
 
-from asyncio import constants, sslproto
+import warnings
+
+from asyncio import constants, protocols, sslproto, transports
+
+from ._ferroloop import TLSProtocolCore
 
 try:
     import ssl
 except ImportError:  # pragma: no cover - Python built without ssl
     ssl = None
+
+
+class SSLProtocol(TLSProtocolCore, protocols.BufferedProtocol):
+    """The TLS layer: the protocol of the transport below it."""
+
+    __slots__ = ()
+
+
+def new_ssl_protocol(loop, app_protocol, sslcontext, waiter,
+                     server_side=False, server_hostname=None,
+                     call_connection_made=True,
+                     ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
+    """asyncio's ``SSLProtocol(...)``, with the same checks and errors."""
+    if ssl is None:
+        raise RuntimeError("stdlib ssl module not available")
+    if ssl_handshake_timeout is None:
+        ssl_handshake_timeout = constants.SSL_HANDSHAKE_TIMEOUT
+    elif ssl_handshake_timeout <= 0:
+        raise ValueError(
+            f"ssl_handshake_timeout should be a positive number, "
+            f"got {ssl_handshake_timeout}")
+    if ssl_shutdown_timeout is None:
+        ssl_shutdown_timeout = constants.SSL_SHUTDOWN_TIMEOUT
+    elif ssl_shutdown_timeout <= 0:
+        raise ValueError(
+            f"ssl_shutdown_timeout should be a positive number, "
+            f"got {ssl_shutdown_timeout}")
+    if not sslcontext:
+        sslcontext = sslproto._create_transport_context(server_side, server_hostname)
+    incoming = ssl.MemoryBIO()
+    outgoing = ssl.MemoryBIO()
+    sslobj = sslcontext.wrap_bio(
+        incoming, outgoing, server_side=server_side,
+        server_hostname=server_hostname if server_hostname and not server_side else None)
+    protocol = SSLProtocol(loop, app_protocol, sslcontext, sslobj, incoming, outgoing,
+                           waiter, call_connection_made,
+                           ssl_handshake_timeout, ssl_shutdown_timeout)
+    protocol._set_app_transport(SSLTransport(loop, protocol))
+    return protocol
+
+
+class SSLTransport(transports._FlowControlMixin, transports.Transport):
+    """The transport a TLS connection's application protocol sees."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.FALLBACK
+
+    def __init__(self, loop, ssl_protocol):
+        self._loop = loop
+        self._ssl_protocol = ssl_protocol
+        self._closed = False
+        # The hot path: the native layer's own method, no Python frame.
+        self.write = ssl_protocol._app_write
+
+    def get_extra_info(self, name, default=None):
+        return self._ssl_protocol._get_extra_info(name, default)
+
+    def set_protocol(self, protocol):
+        self._ssl_protocol._set_app_protocol(protocol)
+
+    def get_protocol(self):
+        return self._ssl_protocol._app_protocol
+
+    def is_closing(self):
+        return self._closed
+
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            self._ssl_protocol._start_shutdown()
+        else:
+            self._ssl_protocol = None
+
+    def __del__(self, _warn=warnings.warn):
+        if not self._closed:
+            self._closed = True
+            # asyncio's own words, so filters written for it keep matching.
+            _warn("unclosed transport <asyncio._SSLProtocolTransport object>",
+                  ResourceWarning)
+
+    def is_reading(self):
+        return not self._ssl_protocol._app_reading_paused
+
+    def pause_reading(self):
+        self._ssl_protocol._pause_reading()
+
+    def resume_reading(self):
+        self._ssl_protocol._resume_reading()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._ssl_protocol._set_write_buffer_limits(high, low)
+        self._ssl_protocol._control_app_writing()
+
+    def get_write_buffer_limits(self):
+        return (self._ssl_protocol._outgoing_low_water,
+                self._ssl_protocol._outgoing_high_water)
+
+    def get_write_buffer_size(self):
+        return self._ssl_protocol._get_write_buffer_size()
+
+    def set_read_buffer_limits(self, high=None, low=None):
+        self._ssl_protocol._set_read_buffer_limits(high, low)
+        self._ssl_protocol._control_ssl_reading()
+
+    def get_read_buffer_limits(self):
+        return (self._ssl_protocol._incoming_low_water,
+                self._ssl_protocol._incoming_high_water)
+
+    def get_read_buffer_size(self):
+        return self._ssl_protocol._get_read_buffer_size()
+
+    @property
+    def _protocol_paused(self):
+        # Read by the sendfile fallback's flow control.
+        return self._ssl_protocol._app_writing_paused
+
+    def writelines(self, list_of_data):
+        self._ssl_protocol._write_appdata(list_of_data)
+
+    def write_eof(self):
+        # TLS has no half-close: asyncio refuses write_eof() on SSL this way.
+        raise NotImplementedError
+
+    def can_write_eof(self):
+        return False
+
+    def abort(self):
+        self._force_close(None)
+
+    def _force_close(self, exc):
+        self._closed = True
+        if self._ssl_protocol is not None:
+            self._ssl_protocol._abort(exc)
+
+    def _test__append_write_backlog(self, data):
+        # asyncio's test hook: queue data without sending it.
+        self._ssl_protocol._append_write_backlog(data)
 
 
 class TLSMixin:
@@ -21,7 +163,7 @@ class TLSMixin:
                             extra=None, server=None,
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = new_ssl_protocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
@@ -41,7 +183,7 @@ class TLSMixin:
             raise TypeError(
                 f'transport {transport!r} is not supported by start_tls()')
         waiter = self.create_future()
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = new_ssl_protocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
