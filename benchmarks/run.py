@@ -17,7 +17,8 @@ Method (see README.md for the why):
 The C epoll echo server (c_echo/, compiled here with cc) is measured the same
 way as the ceiling for the echo rows. The stream rows (Protocol / streams echo,
 bulk, HTTP) run stream_server.py under the C load client c_echo/stream_load.c,
-or wrk for HTTP when it is installed.
+or wrk for HTTP when it is installed. The TLS rows run tls_server.py under
+tls_client.py, with a certificate made here with the openssl command.
 """
 
 import argparse
@@ -77,16 +78,28 @@ LABELS['bulk_up'] = 'bulk: Protocol server reads, 1 conn (bytes/s)'
 STREAM['http'] = {'kind': 'http', 'client': 'http', 'conns': 10}
 LABELS['http'] = 'HTTP/1.1 keep-alive Protocol server, 10 conns (requests/s)'
 
-ALL_BENCHMARKS = list(micro.BENCHMARKS) + list(ECHO_SIZES) + list(STREAM)
+# The TLS rows: tls_server.py (the proto_echo Protocol behind ssl=) under the
+# Python client tls_client.py (blocking ssl sockets); no C ceiling.
+TLS = {
+    'tls_echo_1k': {'mode': 'echo', 'size': 1024, 'warmup': 200},
+    'tls_echo_100k': {'mode': 'echo', 'size': 100 * 1024, 'warmup': 200},
+    'tls_handshake': {'mode': 'handshake', 'size': 16, 'warmup': 20},
+}
+LABELS['tls_echo_1k'] = 'TLS echo 1 KiB, Protocol server with ssl=, 1 conn (round trips/s)'
+LABELS['tls_echo_100k'] = 'TLS echo 100 KiB, Protocol server with ssl=, 1 conn (round trips/s)'
+LABELS['tls_handshake'] = ('TLS handshakes: new connection, handshake, one 16 B round trip, close '
+                           '(connections/s)')
+
+ALL_BENCHMARKS = list(micro.BENCHMARKS) + list(ECHO_SIZES) + list(STREAM) + list(TLS)
 assert set(ALL_BENCHMARKS) == set(LABELS)
 
-# Per-measurement budgets. The full run (7 rounds) takes ~7-8 minutes (about
-# half of it the stream rows), --quick ~1.5 minutes; each subprocess also has a
+# Per-measurement budgets. The full run (7 rounds) takes ~9 minutes (about
+# half of it the stream rows), --quick ~2 minutes; each subprocess also has a
 # hard timeout so nothing can hang the run.
 FULL = {'rounds': 7, 'micro_seconds': 0.4, 'echo_seconds': 1.0, 'stream_seconds': 0.4,
-        'http_seconds': 1}
+        'http_seconds': 1, 'tls_seconds': 1.0}
 QUICK = {'rounds': 3, 'micro_seconds': 0.15, 'echo_seconds': 0.3, 'stream_seconds': 0.15,
-         'http_seconds': 1}
+         'http_seconds': 1, 'tls_seconds': 0.3}
 ECHO_WARMUP = 200
 ECHO_MAX_COUNT = 5_000_000
 STREAM_WARMUP = 200             # untimed responses, over all connections
@@ -94,6 +107,7 @@ STREAM_MAX_COUNT = 5_000_000
 BULK_BATCH = 251 * 32 * 1024    # ~7.8 MiB: whole chunks of the server's 251-byte pattern
 BULK_MAX_BYTES = 64 << 30
 HTTP_BODY = 'Hello, World!'     # what stream_server.py's HTTP server answers
+TLS_MAX_COUNT = 1_000_000
 PROCESS_TIMEOUT = 60
 
 
@@ -147,6 +161,27 @@ def results_dir():
     return '/tmp/ferroloop-benchmarks'
 
 
+def make_tls_cert(outdir):
+    """A self-signed certificate for localhost / 127.0.0.1 in outdir: (cert, key), or (None, reason).
+
+    An EC P-256 key: its handshake costs the server far less CPU than an
+    RSA-2048 signature, so the handshake row measures the loop more than the key.
+    """
+    openssl = shutil.which('openssl')
+    if not openssl:
+        return None, 'no openssl command to make a certificate'
+    os.makedirs(outdir, exist_ok=True)
+    cert, key = os.path.join(outdir, 'cert.pem'), os.path.join(outdir, 'key.pem')
+    proc = subprocess.run([openssl, 'req', '-x509', '-newkey', 'ec',
+                           '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+                           '-subj', '/CN=localhost',
+                           '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+                           '-keyout', key, '-out', cert], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return None, f'openssl could not make a certificate:\n{proc.stderr}'
+    return (cert, key), None
+
+
 # -- one measurement ------------------------------------------------------------
 
 def tail(text, lines=15):
@@ -182,19 +217,8 @@ def run_echo(loop, size, cfg):
     else:
         server_cmd = [sys.executable, os.path.join(HERE, 'echo_server.py'), '--loop', loop,
                       '--timeout', str(server_timeout)]
-    server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, preexec_fn=placement(cpu, batch=False))
+    server, port = start_server(server_cmd, cpu)
     try:
-        ready, _, _ = select.select([server.stdout], [], [], 30)
-        if not ready:
-            raise MeasurementFailed('server did not report its port within 30s')
-        line = server.stdout.readline()
-        if not line:
-            raise MeasurementFailed(f'server exited early\n{tail(server.stderr.read())}')
-        port = json.loads(line)['port']
-        if os.sched_getaffinity(server.pid) != {cpu}:
-            raise MeasurementFailed(f'server not pinned to CPU {cpu}')
-
         if cfg['client'] == 'c':
             client_cmd = [cfg['c_client'], str(port), str(size), str(cfg['echo_seconds']),
                           str(ECHO_MAX_COUNT), str(ECHO_WARMUP)]
@@ -203,28 +227,8 @@ def run_echo(loop, size, cfg):
                           '--port', str(port), '--size', str(size),
                           '--seconds', str(cfg['echo_seconds']),
                           '--max-count', str(ECHO_MAX_COUNT), '--warmup', str(ECHO_WARMUP)]
-        try:
-            client = subprocess.run(client_cmd, capture_output=True, text=True,
-                                    timeout=PROCESS_TIMEOUT, preexec_fn=placement(cpu, batch=True))
-        except subprocess.TimeoutExpired:
-            raise MeasurementFailed(f'client timed out after {PROCESS_TIMEOUT}s') from None
-        if client.returncode != 0:
-            server.kill()       # it may be stuck; its stderr may say why
-            _, err = server.communicate()
-            raise MeasurementFailed(f'client exit status {client.returncode}\n{tail(client.stderr)}'
-                                    f'\nserver stderr:\n{tail(err)}')
-        result = last_json(client.stdout, 'echo client')
-        if result['sched_policy'] != os.SCHED_BATCH or result['cpus'] != [cpu]:
-            raise MeasurementFailed(f'client ran with policy {result["sched_policy"]} on CPUs '
-                                    f'{result["cpus"]}, not SCHED_BATCH on [{cpu}]')
-
-        try:
-            out, err = server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            raise MeasurementFailed('server did not exit within 30s of the client closing') from None
-        if server.returncode != 0:
-            raise MeasurementFailed(f'server exit status {server.returncode}\n{tail(err)}')
-        echoed = last_json(out, 'echo server')['bytes']
+        result = run_client(client_cmd, cpu, server, 'echo client')
+        echoed = server_result(server, 'echo server')['bytes']
         if echoed != result['bytes']:
             raise MeasurementFailed(f'server echoed {echoed} bytes, client sent and received '
                                     f'{result["bytes"]}')
@@ -237,9 +241,9 @@ def run_echo(loop, size, cfg):
             server.wait()
 
 
-def start_server(cmd, cpu):
+def start_server(cmd, cpu, stdin=None):
     """Starts a benchmark server pinned to `cpu`; returns (process, port)."""
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    server = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, preexec_fn=placement(cpu, batch=False))
     try:
         ready, _, _ = select.select([server.stdout], [], [], 30)
@@ -256,6 +260,36 @@ def start_server(cmd, cpu):
         server.wait()
         raise
     return server, port
+
+
+def run_client(cmd, cpu, server, what):
+    """Runs a load client pinned to `cpu`, SCHED_BATCH, against `server`; its JSON result."""
+    try:
+        client = subprocess.run(cmd, capture_output=True, text=True, timeout=PROCESS_TIMEOUT,
+                                preexec_fn=placement(cpu, batch=True))
+    except subprocess.TimeoutExpired:
+        raise MeasurementFailed(f'client timed out after {PROCESS_TIMEOUT}s') from None
+    if client.returncode != 0:
+        server.kill()       # it may be stuck; its stderr may say why
+        _, err = server.communicate()
+        raise MeasurementFailed(f'client exit status {client.returncode}\n{tail(client.stderr)}'
+                                f'\nserver stderr:\n{tail(err)}')
+    result = last_json(client.stdout, what)
+    if result['sched_policy'] != os.SCHED_BATCH or result['cpus'] != [cpu]:
+        raise MeasurementFailed(f'client ran with policy {result["sched_policy"]} on CPUs '
+                                f'{result["cpus"]}, not SCHED_BATCH on [{cpu}]')
+    return result
+
+
+def server_result(server, what):
+    """The server's final JSON line, once it has exited by itself (closing its stdin)."""
+    try:
+        out, err = server.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        raise MeasurementFailed('server did not exit within 30s of the client closing') from None
+    if server.returncode != 0:
+        raise MeasurementFailed(f'server exit status {server.returncode}\n{tail(err)}')
+    return last_json(out, what)
 
 
 def stream_client_cmd(spec, port, cfg):
@@ -320,32 +354,11 @@ def run_stream(loop, bench, cfg):
         if spec['client'] == 'http' and cfg['http_client'] == 'wrk':
             rate, result = run_wrk(spec, port, cfg)
         else:
-            try:
-                client = subprocess.run(stream_client_cmd(spec, port, cfg), capture_output=True,
-                                        text=True, timeout=PROCESS_TIMEOUT,
-                                        preexec_fn=placement(cpu, batch=True))
-            except subprocess.TimeoutExpired:
-                raise MeasurementFailed(f'client timed out after {PROCESS_TIMEOUT}s') from None
-            if client.returncode != 0:
-                server.kill()       # it may be stuck; its stderr may say why
-                _, err = server.communicate()
-                raise MeasurementFailed(f'client exit status {client.returncode}\n'
-                                        f'{tail(client.stderr)}\nserver stderr:\n{tail(err)}')
-            result = last_json(client.stdout, 'stream client')
-            if result['sched_policy'] != os.SCHED_BATCH or result['cpus'] != [cpu]:
-                raise MeasurementFailed(f'client ran with policy {result["sched_policy"]} on CPUs '
-                                        f'{result["cpus"]}, not SCHED_BATCH on [{cpu}]')
+            result = run_client(stream_client_cmd(spec, port, cfg), cpu, server, 'stream client')
             if result['ops'] <= 0 or result['seconds'] <= 0:
                 raise MeasurementFailed('nothing timed')
             rate = result['ops'] / result['seconds']
-
-        try:
-            out, err = server.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            raise MeasurementFailed('server did not exit within 30s of the client closing') from None
-        if server.returncode != 0:
-            raise MeasurementFailed(f'server exit status {server.returncode}\n{tail(err)}')
-        served = last_json(out, 'stream server')
+        served = server_result(server, 'stream server')
         if spec['client'] == 'http':
             if 'bytes' in result:       # our C client: exact counts
                 if served['requests'] != result['requests']:
@@ -371,14 +384,52 @@ def run_stream(loop, bench, cfg):
             server.wait()
 
 
+def run_tls(loop, bench, cfg):
+    """One TLS benchmark on one fresh tls_server.py."""
+    spec = TLS[bench]
+    cpu = cfg['cpu']
+    cert, key = cfg['tls_cert']
+    server_cmd = [sys.executable, os.path.join(HERE, 'tls_server.py'), '--loop', loop,
+                  '--cert', cert, '--key', key, '--timeout', str(int(cfg['tls_seconds'] + 30))]
+    # The server ends when its stdin closes (server_result closes it): only
+    # the client knows how many connections it will make.
+    server, port = start_server(server_cmd, cpu, stdin=subprocess.PIPE)
+    try:
+        client_cmd = [sys.executable, os.path.join(HERE, 'tls_client.py'), '--port', str(port),
+                      '--cafile', cert, '--mode', spec['mode'], '--size', str(spec['size']),
+                      '--seconds', str(cfg['tls_seconds']), '--max-count', str(TLS_MAX_COUNT),
+                      '--warmup', str(spec['warmup'])]
+        result = run_client(client_cmd, cpu, server, 'TLS client')
+        served = server_result(server, 'TLS server')
+        if served['bytes'] != result['bytes']:
+            raise MeasurementFailed(f'server echoed {served["bytes"]} bytes, client sent and '
+                                    f'received {result["bytes"]}')
+        if served['conns'] != result['conns']:
+            raise MeasurementFailed(f'server completed {served["conns"]} handshakes, client '
+                                    f'made {result["conns"]} connections')
+        if result['ops'] <= 0:
+            raise MeasurementFailed('nothing timed')
+        return result['ops'] / result['seconds']
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
 # -- the run -----------------------------------------------------------------------
+
+def selects(word, bench):
+    """--only matching: a name, a shell pattern, or a group -- a name's first
+    words (tls selects tls_echo_1k, tls_echo_100k, tls_handshake)."""
+    return fnmatch.fnmatchcase(bench, word) or bench.startswith(word + '_')
+
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--rounds', type=int, help=f'default {FULL["rounds"]} ({QUICK["rounds"]} with --quick)')
-    p.add_argument('--quick', action='store_true', help='shorter measurements, fewer rounds (~1.5 min)')
-    p.add_argument('--only', help='comma-separated benchmarks or shell patterns (e.g. '
-                   '"proto_*,http"): ' + ','.join(ALL_BENCHMARKS))
+    p.add_argument('--quick', action='store_true', help='shorter measurements, fewer rounds (~2 min)')
+    p.add_argument('--only', help='comma-separated benchmarks, shell patterns (e.g. '
+                   '"proto_*,http") or groups (tls: every tls_* row): ' + ','.join(ALL_BENCHMARKS))
     p.add_argument('--loops', default=','.join(loops_mod.DEFAULT),
                    help=f'comma-separated, from {",".join(loops_mod.NAMES)} '
                         f'(default {",".join(loops_mod.DEFAULT)})')
@@ -393,10 +444,10 @@ def parse_args(argv):
     args.benchmarks = ALL_BENCHMARKS
     if args.only:
         wanted = [b.strip() for b in args.only.split(',') if b.strip()]
-        unknown = [w for w in wanted if not fnmatch.filter(ALL_BENCHMARKS, w)]
+        unknown = [w for w in wanted if not any(selects(w, b) for b in ALL_BENCHMARKS)]
         if unknown:
             p.error(f'unknown benchmark(s) {", ".join(unknown)}; choose from {", ".join(ALL_BENCHMARKS)}')
-        args.benchmarks = [b for b in ALL_BENCHMARKS if any(fnmatch.fnmatchcase(b, w) for w in wanted)]
+        args.benchmarks = [b for b in ALL_BENCHMARKS if any(selects(w, b) for w in wanted)]
     args.loops = [name.strip() for name in args.loops.split(',') if name.strip()]
     unknown = [name for name in args.loops if name not in loops_mod.NAMES]
     if unknown:
@@ -431,6 +482,14 @@ def main(argv=None):
     outdir = results_dir()
     echo = [b for b in args.benchmarks if b in ECHO_SIZES]
     stream = [b for b in args.benchmarks if b in STREAM]
+    tls = [b for b in args.benchmarks if b in TLS]
+    if tls:
+        cfg['tls_cert'], why = make_tls_cert(os.path.join(outdir, 'tls'))
+        if why:
+            print(f'NOTE: skipping {", ".join(tls)}: {why}', file=sys.stderr)
+            notes.append(f'Skipped {", ".join(tls)}: {why.splitlines()[0]}')
+            args.benchmarks = [b for b in args.benchmarks if b not in tls]
+            tls = []
     cfg['client'] = args.client or 'python'
     built = None
     if echo or stream:
@@ -485,6 +544,8 @@ def main(argv=None):
                         rate = run_echo(loop, ECHO_SIZES[bench], cfg)
                     elif bench in STREAM:
                         rate = run_stream(loop, bench, cfg)
+                    elif bench in TLS:
+                        rate = run_tls(loop, bench, cfg)
                     else:
                         rate = run_micro(loop, bench, cfg)
                 except MeasurementFailed as exc:
@@ -513,6 +574,7 @@ def main(argv=None):
         + ('; stream rows: C load client c_echo/stream_load.c'
            + (' and wrk' if cfg.get('http_client') == 'wrk' else '') + ', SCHED_BATCH'
            if stream else '')
+        + ('; TLS rows: Python client tls_client.py, SCHED_BATCH' if tls else '')
         + f'; {elapsed:.0f} s; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.',
     ] + notes
     text = md_table + '\n\n' + '\n'.join(f'- {d}' for d in details) + '\n'
