@@ -185,3 +185,264 @@ def test_plain_client_against_tls_server_gets_no_data(loop, server_ctx):
 
     # The server drops the connection; whatever came back is no echo.
     assert b'GET' not in run(loop, main())
+
+
+# -- the TLS transport's own API ---------------------------------------------
+
+class Recorder(asyncio.Protocol):
+    """Records the callbacks a TLS transport makes, in order, with the data."""
+
+    def __init__(self):
+        self.events = []
+        self.data = bytearray()
+        self.made = asyncio.get_running_loop().create_future()
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append('made')
+        self.made.set_result(None)
+
+    def data_received(self, data):
+        if not self.events or self.events[-1] != 'data':
+            self.events.append('data')
+        self.data += data
+
+    def eof_received(self):
+        self.events.append('eof')
+
+    def pause_writing(self):
+        self.events.append('pause_writing')
+
+    def resume_writing(self):
+        self.events.append('resume_writing')
+
+    def connection_lost(self, exc):
+        self.events.append('lost')
+        self.lost.set_result(exc)
+
+
+async def tls_pair(server_ctx, client_ctx, server_protocol=Recorder, client_protocol=Recorder, **server_kw):
+    """A TLS server and one connected client: (server, server_protocol, client_transport, client_protocol)."""
+    loop = asyncio.get_running_loop()
+    accepted = loop.create_future()
+
+    def factory():
+        p = server_protocol()
+        accepted.set_result(p)
+        return p
+
+    server = await loop.create_server(factory, '127.0.0.1', 0, ssl=server_ctx, **server_kw)
+    port = server.sockets[0].getsockname()[1]
+    transport, protocol = await loop.create_connection(
+        client_protocol, '127.0.0.1', port, ssl=client_ctx, server_hostname='localhost')
+    peer = await accepted
+    await asyncio.wait_for(peer.made, 10)
+    return server, peer, transport, protocol
+
+
+async def close_server(server):
+    server.close()
+    await server.wait_closed()
+
+
+def test_tls_transport_is_an_asyncio_transport_with_tls_extra_info(loop, server_ctx, client_ctx):
+    async def main():
+        server, _, transport, _ = await tls_pair(server_ctx, client_ctx)
+        info = {name: transport.get_extra_info(name)
+                for name in ('ssl_object', 'peercert', 'cipher', 'compression', 'sslcontext',
+                             'peername', 'sockname', 'socket')}
+        kinds = (isinstance(transport, asyncio.Transport), transport.can_write_eof(),
+                 transport.get_extra_info('no such key', 'fallback'))
+        with pytest.raises(NotImplementedError):
+            transport.write_eof()
+        transport.close()
+        await close_server(server)
+        return info, kinds
+
+    info, kinds = run(loop, main())
+    assert kinds == (True, False, 'fallback')
+    assert isinstance(info['ssl_object'], ssl.SSLObject)
+    assert info['sslcontext'] is not None and info['ssl_object'].context is info['sslcontext']
+    assert dict(x[0] for x in info['peercert']['subject'])['commonName'] == 'localhost'
+    assert info['cipher'][1].startswith('TLS')
+    assert info['compression'] is None
+    assert info['peername'][0] == '127.0.0.1' and info['sockname'][0] == '127.0.0.1'
+    assert info['socket'].family == 2
+
+
+def test_tls_write_rejects_non_bytes_with_asyncios_message(loop, server_ctx, client_ctx):
+    async def main():
+        server, _, transport, _ = await tls_pair(server_ctx, client_ctx)
+        with pytest.raises(TypeError, match='data: expecting a bytes-like instance, got str'):
+            transport.write('text')
+        transport.close()
+        await close_server(server)
+        return 'checked'
+
+    assert run(loop, main()) == 'checked'
+
+
+def test_close_delivers_everything_written_then_peer_sees_eof(loop, server_ctx, client_ctx):
+    payload = bytes(range(256)) * 4096  # 1 MiB
+
+    async def main():
+        server, peer, transport, client = await tls_pair(server_ctx, client_ctx)
+        transport.writelines([payload[:1000], payload[1000:]])
+        transport.close()
+        assert transport.is_closing()
+        await asyncio.wait_for(peer.lost, 10)
+        await asyncio.wait_for(client.lost, 10)
+        await close_server(server)
+        return bytes(peer.data), peer.events, client.events
+
+    data, server_events, client_events = run(loop, main())
+    assert data == payload
+    # close_notify each way: both sides see EOF, then the loss.
+    assert server_events == ['made', 'data', 'eof', 'lost']
+    assert client_events == ['made', 'eof', 'lost']
+
+
+def test_abort_drops_the_connection_without_close_notify(loop, server_ctx, client_ctx):
+    async def main():
+        server, peer, transport, client = await tls_pair(server_ctx, client_ctx)
+        transport.write(b'before abort')
+        await asyncio.sleep(0.05)
+        transport.abort()
+        client_exc = await asyncio.wait_for(client.lost, 10)
+        await asyncio.wait_for(peer.lost, 10)
+        await close_server(server)
+        return bytes(peer.data), client_exc, client.events, peer.events
+
+    data, client_exc, client_events, server_events = run(loop, main())
+    assert data == b'before abort'
+    assert client_exc is None
+    assert client_events == ['made', 'lost']
+    # No close_notify came: the server's TLS layer sees a plain EOF.
+    assert server_events[:2] == ['made', 'data'] and server_events[-1] == 'lost'
+
+
+class BufferedRecorder(asyncio.BufferedProtocol):
+    def __init__(self):
+        self.buf = bytearray(1000)   # smaller than a TLS record: many reads
+        self.data = bytearray()
+        self.made = asyncio.get_running_loop().create_future()
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.made.set_result(None)
+
+    def get_buffer(self, sizehint):
+        # A memoryview: asyncio's TLS layer fills slices of it in place (a
+        # bytearray's slices are copies there, and the stdlib loses data).
+        return memoryview(self.buf)
+
+    def buffer_updated(self, nbytes):
+        self.data += self.buf[:nbytes]
+
+    def eof_received(self):
+        pass
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+def test_buffered_protocol_over_tls_receives_every_byte(loop, server_ctx, client_ctx):
+    payload = bytes(range(251)) * 1000
+
+    async def main():
+        server, peer, transport, _ = await tls_pair(server_ctx, client_ctx, server_protocol=BufferedRecorder)
+        transport.write(payload)
+        transport.close()
+        await asyncio.wait_for(peer.lost, 10)
+        await close_server(server)
+        return bytes(peer.data)
+
+    assert run(loop, main()) == payload
+
+
+def test_pause_reading_holds_data_until_resume(loop, server_ctx, client_ctx):
+    async def main():
+        server, peer, transport, _ = await tls_pair(server_ctx, client_ctx)
+        peer.transport.pause_reading()
+        paused = peer.transport.is_reading()
+        transport.write(b'held back')
+        await asyncio.sleep(0.1)
+        while_paused = bytes(peer.data)
+        peer.transport.resume_reading()
+        for _ in range(100):
+            if peer.data:
+                break
+            await asyncio.sleep(0.01)
+        transport.close()
+        await asyncio.wait_for(peer.lost, 10)
+        await close_server(server)
+        return paused, while_paused, bytes(peer.data)
+
+    assert run(loop, main()) == (False, b'', b'held back')
+
+
+def test_write_flow_control_pauses_and_resumes_the_protocol(loop, server_ctx, client_ctx):
+    chunk = b'z' * 65536
+
+    async def main():
+        server, peer, transport, client = await tls_pair(server_ctx, client_ctx)
+        peer.transport.pause_reading()   # the peer stops reading: buffers fill
+        transport.set_write_buffer_limits(high=100_000)
+        limits = transport.get_write_buffer_limits()
+        sent = 0
+        while 'pause_writing' not in client.events and sent < 64 << 20:
+            transport.write(chunk)
+            sent += len(chunk)
+            await asyncio.sleep(0)
+        buffered = transport.get_write_buffer_size()
+        peer.transport.resume_reading()
+        for _ in range(1000):
+            if len(peer.data) == sent:
+                break
+            await asyncio.sleep(0.01)
+        transport.close()
+        await asyncio.wait_for(client.lost, 10)
+        await close_server(server)
+        return limits, buffered, client.events, len(peer.data), sent
+
+    limits, buffered, events, received, sent = run(loop, main(), timeout=30)
+    assert limits == (25_000, 100_000)
+    assert buffered >= 100_000
+    assert events == ['made', 'pause_writing', 'resume_writing', 'eof', 'lost']
+    assert received == sent
+
+
+def test_handshake_timeout_closes_a_silent_connection(loop, server_ctx):
+    async def main():
+        server = await asyncio.start_server(echo_handler, '127.0.0.1', 0, ssl=server_ctx,
+                                            ssl_handshake_timeout=0.2)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection('127.0.0.1', port)
+        start = loop.time()
+        # Nothing sent, no ClientHello: the server gives up after 0.2 s.
+        data = await asyncio.wait_for(reader.read(), 5)
+        elapsed = loop.time() - start
+        writer.close()
+        await close_server(server)
+        return data, elapsed
+
+    data, elapsed = run(loop, main())
+    assert data == b''
+    assert 0.15 <= elapsed < 4
+
+
+def test_bad_handshake_timeouts_are_refused_as_asyncio_refuses_them(loop, server_ctx, client_ctx):
+    async def main():
+        plain = await loop.create_server(asyncio.Protocol, '127.0.0.1', 0)
+        port = plain.sockets[0].getsockname()[1]
+        with pytest.raises(ValueError, match='ssl_handshake_timeout should be a positive number, got 0'):
+            await loop.create_connection(asyncio.Protocol, '127.0.0.1', port, ssl=client_ctx,
+                                         server_hostname='localhost', ssl_handshake_timeout=0)
+        with pytest.raises(ValueError, match='ssl_handshake_timeout is only meaningful with ssl'):
+            await loop.create_server(asyncio.Protocol, '127.0.0.1', 0, ssl_handshake_timeout=1)
+        await close_server(plain)
+        return 'checked'
+
+    assert run(loop, main()) == 'checked'
