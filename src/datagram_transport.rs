@@ -43,13 +43,13 @@ const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
 /// A raw socket address, as `recvfrom` fills it and `sendto` takes it.
 #[derive(Clone, Copy)]
-struct SockAddr {
-    storage: libc::sockaddr_storage,
-    len: libc::socklen_t,
+pub(crate) struct SockAddr {
+    pub(crate) storage: libc::sockaddr_storage,
+    pub(crate) len: libc::socklen_t,
 }
 
 impl SockAddr {
-    fn zeroed() -> Self {
+    pub(crate) fn zeroed() -> Self {
         SockAddr { storage: unsafe { std::mem::zeroed() }, len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t }
     }
 
@@ -85,7 +85,7 @@ fn ntop(family: i32, src: *const libc::c_void) -> Option<String> {
 }
 
 /// The Python address of a raw one, as `socket.recvfrom` returns it.
-fn make_address(py: Python<'_>, sa: &SockAddr) -> PyResult<Py<PyAny>> {
+pub(crate) fn make_address(py: Python<'_>, sa: &SockAddr) -> PyResult<Py<PyAny>> {
     if sa.len == 0 {
         return Ok(py.None());
     }

@@ -20,6 +20,7 @@ import uuid
 import warnings
 
 import pytest
+import ferroloop.server
 from support import TIMEOUT, asyncio_since, loops, needs_ipv6, run
 
 PY313 = sys.version_info >= (3, 13)
@@ -522,23 +523,40 @@ def test_close_and_abort_clients(loop, how):
 
 
 class _FlakyListener(socket.socket):
-    """A listening socket whose accept() fails ``failures`` times first."""
+    """A listening socket whose accept() fails ``failures`` times first.
+
+    The stdlib loop calls ``accept()``; ferroloop's accept loop calls its
+    native accept on the fd, which ``flaky_native_accept`` wraps the same way.
+    """
 
     def __init__(self, *args, failures=1, error=errno.EMFILE, **kwargs):
         super().__init__(*args, **kwargs)
         self.failures = failures
         self.error = error
 
-    def accept(self):
+    def fail_first(self):
         if self.failures:
             self.failures -= 1
             raise OSError(self.error, os.strerror(self.error))
+
+    def accept(self):
+        self.fail_first()
         return super().accept()
+
+    def flaky_native_accept(self, monkeypatch):
+        native = ferroloop.server.sock_accept_nonblocking
+
+        def accept(fd):
+            self.fail_first()
+            return native(fd)
+
+        monkeypatch.setattr(ferroloop.server, 'sock_accept_nonblocking', accept)
 
 
 def test_accept_out_of_resources_pauses_then_resumes(loop, errors, monkeypatch):
     monkeypatch.setattr(asyncio.constants, 'ACCEPT_RETRY_DELAY', 0.05)
     listener = _FlakyListener(socket.AF_INET, socket.SOCK_STREAM)
+    listener.flaky_native_accept(monkeypatch)
     listener.bind(('127.0.0.1', 0))
     factory = Factory(loop, echo=True)
     server = run(loop, loop.create_server(factory, sock=listener))
@@ -565,6 +583,7 @@ def test_accept_out_of_resources_pauses_then_resumes(loop, errors, monkeypatch):
 def test_accept_retry_after_close_does_nothing(loop, errors, monkeypatch):
     monkeypatch.setattr(asyncio.constants, 'ACCEPT_RETRY_DELAY', 0.05)
     listener = _FlakyListener(socket.AF_INET, socket.SOCK_STREAM)
+    listener.flaky_native_accept(monkeypatch)
     listener.bind(('127.0.0.1', 0))
     server = run(loop, loop.create_server(asyncio.Protocol, sock=listener))
     with socket.create_connection(listener.getsockname(), timeout=5):

@@ -23,11 +23,13 @@ from asyncio import constants, events, exceptions, tasks, trsock
 # replace it, as with the stdlib loop.
 from asyncio import base_events as _logging_module
 
+from ._ferroloop import sock_accept_nonblocking
 from .connect import _bind_error_message, _check_ssl_socket
 
 _PY313 = sys.version_info >= (3, 13)
 _HAS_IPv6 = hasattr(socket, 'AF_INET6')
 # accept() errors that mean "out of resources": stop accepting for a while.
+_SOCK_NONBLOCK = socket.SOCK_NONBLOCK   # Linux: accept4() sets it
 _ACCEPT_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -206,13 +208,19 @@ class ServerMixin:
                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
         # Called once per readiness; several connections may be waiting.
         debug = self.get_debug()
+        # The new sockets are made non-blocking by accept4() itself; the flag
+        # in their type tells the socket object so (timeout 0.0, no syscall).
+        family, type_, proto = sock.family, sock.type | _SOCK_NONBLOCK, sock.proto
         for _ in range(backlog):
             try:
-                conn, addr = sock.accept()
+                accepted = sock_accept_nonblocking(sock.fileno())
+                if accepted is None:
+                    return None  # nothing more to accept
+                fd, addr = accepted
+                conn = socket.socket(family, type_, proto, fileno=fd)
                 if debug:
                     _logging_module.logger.debug("%r got a new connection from %r: %r",
                                  server, addr, conn)
-                conn.setblocking(False)
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
                 return None  # nothing more to accept
             except OSError as exc:

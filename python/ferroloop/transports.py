@@ -7,6 +7,7 @@ the core's own bound methods, set on the instance, so calling them runs no
 Python frame. What runs once per connection or on errors stays here.
 """
 
+import _socket
 import socket
 import sys
 import warnings
@@ -23,10 +24,16 @@ _HOT = ('write', 'is_closing', 'is_reading', 'pause_reading', 'resume_reading',
         'get_write_buffer_size', 'close', 'abort')
 
 
+# socket.socket's family and type properties build an enum on every read;
+# the C socket's own attributes give the plain ints, once per connection.
+_raw_family = _socket.socket.family.__get__
+_raw_type = _socket.socket.type.__get__
+
+
 def _set_nodelay(sock):
     # As asyncio: small writes go out without waiting for the peer's ACK.
-    if (sock.family in (socket.AF_INET, socket.AF_INET6)
-            and sock.type == socket.SOCK_STREAM
+    if (_raw_family(sock) in (socket.AF_INET, socket.AF_INET6)
+            and _raw_type(sock) == socket.SOCK_STREAM
             and sock.proto == socket.IPPROTO_TCP):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
