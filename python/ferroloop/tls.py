@@ -83,12 +83,20 @@ class SSLTransport(transports._FlowControlMixin, transports.Transport):
     def is_closing(self):
         return self._closed
 
+    def write(self, data):
+        # Bound over by the core's own method per instance; this is what
+        # runs once close() has let go of the protocol (as asyncio: an error).
+        self._ssl_protocol._app_write(data)
+
     def close(self):
         if not self._closed:
             self._closed = True
             self._ssl_protocol._start_shutdown()
         else:
+            # A second close lets go of the TLS layer, so a protocol that
+            # keeps its transport makes no reference cycle (asyncio does so).
             self._ssl_protocol = None
+            self.__dict__.pop('write', None)
 
     def __del__(self, _warn=warnings.warn):
         if not self._closed:
