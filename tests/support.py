@@ -38,3 +38,52 @@ needs_ipv6 = pytest.mark.skipif(not _has_ipv6_loopback(), reason='no IPv6 loopba
 
 def run(loop, coro, timeout=TIMEOUT):
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+class Recorder(asyncio.Protocol):
+    """Remembers the callbacks it got, in order, and the bytes received.
+
+    ``events``: 'made', 'data' (once per run of data_received calls), 'eof',
+    'pause' / 'resume' (writing), then 'lost' -- or ('lost', the exception's
+    type name or None) with ``lost_with_type``. ``made`` and ``lost`` are
+    futures; ``lost`` gets connection_lost's argument.
+    """
+
+    lost_with_type = False
+
+    def __init__(self, loop=None, eof_keep_open=False):
+        loop = loop or asyncio.get_running_loop()
+        self.events = []
+        self.data = bytearray()
+        self.transport = None
+        self.eof_keep_open = eof_keep_open
+        self.made = loop.create_future()
+        self.lost = loop.create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append('made')
+        self.made.set_result(None)
+
+    def data_received(self, data):
+        if not self.events or self.events[-1] != 'data':
+            self.events.append('data')
+        self.data += data
+
+    def eof_received(self):
+        self.events.append('eof')
+        return self.eof_keep_open
+
+    def pause_writing(self):
+        self.events.append('pause')
+
+    def resume_writing(self):
+        self.events.append('resume')
+
+    def connection_lost(self, exc):
+        if self.lost_with_type:
+            self.events.append(('lost', type(exc).__name__ if exc else None))
+        else:
+            self.events.append('lost')
+        if not self.lost.done():
+            self.lost.set_result(exc)

@@ -12,7 +12,6 @@ import gc
 import logging
 import os
 import socket
-import warnings
 
 import pytest
 from support import run

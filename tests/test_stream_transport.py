@@ -13,6 +13,12 @@ import warnings
 import pytest
 
 import ferroloop
+import support
+
+
+class Recorder(support.Recorder):
+    # These tests check connection_lost's argument type in the event list.
+    lost_with_type = True
 
 
 @pytest.fixture(params=['ferroloop', 'asyncio'])
@@ -39,39 +45,6 @@ def pair(request):
     yield a, b
     a.close()
     b.close()
-
-
-class Recorder(asyncio.Protocol):
-    def __init__(self, loop, eof_keep_open=False):
-        self.events = []
-        self.data = bytearray()
-        self.transport = None
-        self.eof_keep_open = eof_keep_open
-        self.lost = loop.create_future()
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.events.append('made')
-
-    def data_received(self, data):
-        if not self.events or self.events[-1] != 'data':
-            self.events.append('data')
-        self.data += data
-
-    def eof_received(self):
-        self.events.append('eof')
-        return self.eof_keep_open
-
-    def pause_writing(self):
-        self.events.append('pause')
-
-    def resume_writing(self):
-        self.events.append('resume')
-
-    def connection_lost(self, exc):
-        self.events.append(('lost', type(exc).__name__ if exc else None))
-        if not self.lost.done():
-            self.lost.set_result(exc)
 
 
 def make(loop, sock, protocol):

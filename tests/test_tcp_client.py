@@ -19,7 +19,7 @@ import sys
 import time
 
 import pytest
-from support import TIMEOUT, asyncio_since, needs_ipv6, run
+from support import TIMEOUT, Recorder, asyncio_since, needs_ipv6, run
 
 import ferroloop
 
@@ -28,39 +28,6 @@ PY313 = sys.version_info >= (3, 13)
 
 def open_fds():
     return set(os.listdir('/proc/self/fd'))
-
-
-class Recorder(asyncio.Protocol):
-    """Remembers the callbacks it got, in order."""
-
-    def __init__(self, loop):
-        self.events = []
-        self.data = bytearray()
-        self.transport = None
-        self.lost = loop.create_future()
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.events.append('made')
-
-    def data_received(self, data):
-        if not self.events or self.events[-1] != 'data':
-            self.events.append('data')
-        self.data += data
-
-    def eof_received(self):
-        self.events.append('eof')
-
-    def pause_writing(self):
-        self.events.append('pause')
-
-    def resume_writing(self):
-        self.events.append('resume')
-
-    def connection_lost(self, exc):
-        self.events.append('lost')
-        if not self.lost.done():
-            self.lost.set_result(exc)
 
 
 def listener(family=socket.AF_INET, host='127.0.0.1', backlog=16):
