@@ -22,7 +22,7 @@ use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::{is_fatal, Handle};
-use crate::transport_core::{ReadControl, WriteFlow};
+use crate::transport_core::{Closing, ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{errno, would_block, HeldBuffer};
@@ -570,51 +570,6 @@ impl DatagramTransportCore {
         Ok(())
     }
 
-    fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let Some(t) = this.transport(py) else { return Ok(()) };
-        let cb = t.getattr("_call_connection_lost")?;
-        this.loop_.bind(py).call_method1("call_soon", (cb, exc))?;
-        Ok(())
-    }
-
-    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.st.with(py, |s| std::mem::replace(&mut s.closing, true)) {
-            return Ok(());
-        }
-        Self::set_watch(slf, READABLE, false)?;
-        if this.st.with(py, |s| s.queue.is_empty()) {
-            this.st.with(py, |s| s.conn_lost += 1);
-            Self::set_watch(slf, WRITABLE, false)?;
-            Self::schedule_connection_lost(slf, py.None())?;
-        }
-        Ok(())
-    }
-
-    fn force_close(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.st.with(py, |s| s.conn_lost) > 0 {
-            return Ok(());
-        }
-        let dropped = this.st.with(py, |s| {
-            s.buffer_size = 0;
-            std::mem::take(&mut s.queue)
-        });
-        if !dropped.is_empty() {
-            Self::set_watch(slf, WRITABLE, false)?;
-        }
-        drop(dropped);
-        if !this.st.with(py, |s| std::mem::replace(&mut s.closing, true)) {
-            Self::set_watch(slf, READABLE, false)?;
-        }
-        this.st.with(py, |s| s.conn_lost += 1);
-        Self::schedule_connection_lost(slf, exc)
-    }
-
     fn bind_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) {
         let cb = protocol.getattr("datagram_received").ok().map(Bound::unbind);
         let old = self.st.with(py, |s| {
@@ -646,6 +601,40 @@ impl ReadControl for DatagramTransportCore {
         self.transport(py)
     }
 }
+
+impl Closing for DatagramTransportCore {
+    fn mark_closing(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| std::mem::replace(&mut s.closing, true))
+    }
+
+    fn conn_lost(&self, py: Python<'_>) -> u32 {
+        self.st.with(py, |s| s.conn_lost)
+    }
+
+    fn count_lost(&self, py: Python<'_>) {
+        self.st.with(py, |s| s.conn_lost += 1)
+    }
+
+    fn has_unsent(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| !s.queue.is_empty())
+    }
+
+    fn drop_unsent(&self, py: Python<'_>) -> bool {
+        let dropped = self.st.with(py, |s| {
+            s.buffer_size = 0;
+            std::mem::take(&mut s.queue)
+        });
+        !dropped.is_empty()
+    }
+
+    fn watch_writes(slf: &Bound<'_, Self>, on: bool) -> PyResult<()> {
+        Self::set_watch(slf, WRITABLE, on)
+    }
+}
+
+crate::reading_methods!(DatagramTransportCore);
+crate::write_limit_methods!(DatagramTransportCore);
+crate::closing_methods!(DatagramTransportCore);
 
 impl WriteFlow for DatagramTransportCore {
     fn with_flow<R>(&self, py: Python<'_>, f: impl FnOnce(&mut FlowControl, usize) -> R) -> R {
@@ -716,50 +705,6 @@ impl DatagramTransportCore {
         Self::maybe_pause_protocol(slf)
     }
 
-    #[pyo3(name = "close")]
-    fn py_close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::close(slf)
-    }
-
-    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::force_close(slf, slf.py().None())
-    }
-
-    fn _force_close(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
-        Self::force_close(slf, exc)
-    }
-
-    fn is_closing(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| s.closing)
-    }
-
-    fn is_reading(&self, py: Python<'_>) -> bool {
-        self.reading(py)
-    }
-
-    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        ReadControl::pause(slf)
-    }
-
-    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        ReadControl::resume(slf)
-    }
-
-    /// Starts reading once `connection_made` has run (scheduled after it).
-    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        ReadControl::start(slf)
-    }
-
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        slf.get().st.with(slf.py(), |s| s.flow.set_limits(high, low)).map_err(PyValueError::new_err)?;
-        Self::maybe_pause_protocol(slf)
-    }
-
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        self.st.with(py, |s| s.flow.limits())
-    }
-
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
         self.st.with(py, |s| s.buffer_size)
     }
@@ -795,23 +740,8 @@ impl DatagramTransportCore {
     }
 
     #[getter]
-    fn _conn_lost(&self, py: Python<'_>) -> u32 {
-        self.st.with(py, |s| s.conn_lost)
-    }
-
-    #[getter]
-    fn _closing(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| s.closing)
-    }
-
-    #[getter]
     fn _paused(&self, py: Python<'_>) -> bool {
         self.st.with(py, |s| s.paused)
-    }
-
-    #[getter]
-    fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| s.flow.paused)
     }
 
     #[getter]

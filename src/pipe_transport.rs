@@ -21,7 +21,7 @@ use crate::transport_core::{ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{errno, would_block, Attempt, HeldBuffer};
-use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyValueError};
+use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
@@ -398,6 +398,8 @@ impl ReadPipeCore {
     }
 }
 
+crate::reading_methods!(ReadPipeCore);
+
 impl ReadControl for ReadPipeCore {
     fn read_flags(&self, py: Python<'_>) -> (bool, bool) {
         self.st.with(py, |s| (s.closing, s.paused))
@@ -422,20 +424,9 @@ impl ReadControl for ReadPipeCore {
 
 #[pymethods]
 impl ReadPipeCore {
-    fn is_reading(&self, py: Python<'_>) -> bool {
-        self.reading(py)
-    }
 
     fn is_closing(&self, py: Python<'_>) -> bool {
         self.st.with(py, |s| s.closing)
-    }
-
-    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        ReadControl::pause(slf)
-    }
-
-    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        ReadControl::resume(slf)
     }
 
     fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -448,11 +439,6 @@ impl ReadPipeCore {
     /// asyncio's `_close(exc)`: stop reading, connection_lost(exc) soon.
     fn _close(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
         Self::close_with(slf, exc)
-    }
-
-    /// Starts reading once `connection_made` has run (scheduled after it).
-    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        ReadControl::start(slf)
     }
 
     /// As `WritePipeCore._allow_growth`, from the reading end.
@@ -740,6 +726,8 @@ impl WritePipeCore {
 
 }
 
+crate::write_limit_methods!(WritePipeCore);
+
 impl WriteFlow for WritePipeCore {
     fn with_flow<R>(&self, py: Python<'_>, f: impl FnOnce(&mut FlowControl, usize) -> R) -> R {
         self.st.with(py, |s| {
@@ -853,16 +841,6 @@ impl WritePipeCore {
         self.st.with(py, |s| s.pending())
     }
 
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        slf.get().st.with(slf.py(), |s| s.flow.set_limits(high, low)).map_err(PyValueError::new_err)?;
-        Self::maybe_pause_protocol(slf)
-    }
-
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        self.st.with(py, |s| s.flow.limits())
-    }
-
     /// Lets the pipe grow to 256 KiB the first time it fills: set for the
     /// pipes of child processes, which the loop made and owns. Fewer, larger
     /// writes and wake-ups when a child streams data; pipes that never fill
@@ -905,11 +883,6 @@ impl WritePipeCore {
     #[getter]
     fn _conn_lost(&self, py: Python<'_>) -> u32 {
         self.st.with(py, |s| s.conn_lost)
-    }
-
-    #[getter]
-    fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| s.flow.paused)
     }
 
     #[getter]

@@ -10,12 +10,12 @@ use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::{is_fatal, Handle};
-use crate::transport_core::{ReadControl, WriteFlow};
+use crate::transport_core::{Closing, ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{recv_pooled, recv_with, try_recv, try_send, Attempt, HeldBuffer};
 use crate::tls_protocol::TLSProtocolCore;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -335,47 +335,6 @@ impl StreamTransportCore {
         Ok(())
     }
 
-    fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let Some(t) = this.transport(py) else { return Ok(()) };
-        let cb = t.getattr("_call_connection_lost")?;
-        this.loop_.bind(py).call_method1("call_soon", (cb, exc))?;
-        Ok(())
-    }
-
-    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.st.with(py, |s| std::mem::replace(&mut s.closing, true)) {
-            return Ok(());
-        }
-        Self::set_watch(slf, READABLE, false)?;
-        if this.st.with(py, |s| s.pending()) == 0 {
-            this.st.with(py, |s| s.conn_lost += 1);
-            Self::set_watch(slf, WRITABLE, false)?;
-            Self::schedule_connection_lost(slf, py.None())?;
-        }
-        Ok(())
-    }
-
-    fn force_close(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.st.with(py, |s| s.conn_lost) > 0 {
-            return Ok(());
-        }
-        if this.st.with(py, |s| s.pending()) > 0 {
-            this.st.with(py, State::clear_buffer);
-            Self::set_watch(slf, WRITABLE, false)?;
-        }
-        if !this.st.with(py, |s| std::mem::replace(&mut s.closing, true)) {
-            Self::set_watch(slf, READABLE, false)?;
-        }
-        this.st.with(py, |s| s.conn_lost += 1);
-        Self::schedule_connection_lost(slf, exc)
-    }
-
     fn bind_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let buffered_type = BUFFERED_PROTOCOL.import(py, "asyncio.protocols", "BufferedProtocol")?;
         let buffered = protocol.is_instance(buffered_type)?;
@@ -423,6 +382,40 @@ impl ReadControl for StreamTransportCore {
         self.transport(py)
     }
 }
+
+impl Closing for StreamTransportCore {
+    fn mark_closing(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| std::mem::replace(&mut s.closing, true))
+    }
+
+    fn conn_lost(&self, py: Python<'_>) -> u32 {
+        self.st.with(py, |s| s.conn_lost)
+    }
+
+    fn count_lost(&self, py: Python<'_>) {
+        self.st.with(py, |s| s.conn_lost += 1)
+    }
+
+    fn has_unsent(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| s.pending() > 0)
+    }
+
+    fn drop_unsent(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| {
+            let had = s.pending() > 0;
+            s.clear_buffer();
+            had
+        })
+    }
+
+    fn watch_writes(slf: &Bound<'_, Self>, on: bool) -> PyResult<()> {
+        Self::set_watch(slf, WRITABLE, on)
+    }
+}
+
+crate::reading_methods!(StreamTransportCore);
+crate::write_limit_methods!(StreamTransportCore);
+crate::closing_methods!(StreamTransportCore);
 
 impl WriteFlow for StreamTransportCore {
     fn with_flow<R>(&self, py: Python<'_>, f: impl FnOnce(&mut FlowControl, usize) -> R) -> R {
@@ -509,50 +502,6 @@ impl StreamTransportCore {
         true
     }
 
-    #[pyo3(name = "close")]
-    fn py_close(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::close(slf)
-    }
-
-    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::force_close(slf, slf.py().None())
-    }
-
-    fn _force_close(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
-        Self::force_close(slf, exc)
-    }
-
-    fn is_closing(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| s.closing)
-    }
-
-    fn is_reading(&self, py: Python<'_>) -> bool {
-        self.reading(py)
-    }
-
-    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        ReadControl::pause(slf)
-    }
-
-    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        ReadControl::resume(slf)
-    }
-
-    /// Starts reading once `connection_made` has run (scheduled after it).
-    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
-        ReadControl::start(slf)
-    }
-
-    #[pyo3(signature = (high=None, low=None))]
-    fn set_write_buffer_limits(slf: &Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> PyResult<()> {
-        slf.get().st.with(slf.py(), |s| s.flow.set_limits(high, low)).map_err(PyValueError::new_err)?;
-        Self::maybe_pause_protocol(slf)
-    }
-
-    fn get_write_buffer_limits(&self, py: Python<'_>) -> (usize, usize) {
-        self.st.with(py, |s| s.flow.limits())
-    }
-
     fn get_write_buffer_size(&self, py: Python<'_>) -> usize {
         self.st.with(py, |s| s.pending())
     }
@@ -605,16 +554,6 @@ impl StreamTransportCore {
     }
 
     #[getter]
-    fn _conn_lost(&self, py: Python<'_>) -> u32 {
-        self.st.with(py, |s| s.conn_lost)
-    }
-
-    #[getter]
-    fn _closing(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| s.closing)
-    }
-
-    #[getter]
     fn _paused(&self, py: Python<'_>) -> bool {
         self.st.with(py, |s| s.paused)
     }
@@ -627,11 +566,6 @@ impl StreamTransportCore {
     #[getter]
     fn _sendfile_waiting(&self, py: Python<'_>) -> bool {
         self.st.with(py, |s| s.empty_waiter.is_some())
-    }
-
-    #[getter]
-    fn _protocol_paused(&self, py: Python<'_>) -> bool {
-        self.st.with(py, |s| s.flow.paused)
     }
 
     #[getter]

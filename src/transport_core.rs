@@ -5,6 +5,13 @@
 //!   `resume_reading`, and the start of reading once `connection_made` ran.
 //! - `WriteFlow`: telling the protocol `pause_writing()` / `resume_writing()`
 //!   at the watermarks, with asyncio's report when those calls fail.
+//! - `Closing`: the selector transports' `close()` (after the buffer
+//!   drains) and `_force_close(exc)` (at once, dropping the buffer), ending
+//!   in the Python transport's `_call_connection_lost` on the next iteration.
+//!
+//! The Python-facing methods these give are written once too, as macros
+//! that add a `#[pymethods]` block to a core: `reading_methods!`,
+//! `write_limit_methods!` and `closing_methods!`.
 
 use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
@@ -67,6 +74,58 @@ fn debug_log<T: ReadControl>(core: &T, py: Python<'_>, fmt: &str) -> PyResult<()
     Ok(())
 }
 
+/// `is_reading`, `pause_reading`, `resume_reading` and `_start_reading`
+/// (scheduled after `connection_made`) for a core with `ReadControl`.
+#[macro_export]
+macro_rules! reading_methods {
+    ($core:ty) => {
+        #[pyo3::pymethods]
+        impl $core {
+            fn is_reading(&self, py: pyo3::Python<'_>) -> bool {
+                $crate::transport_core::ReadControl::reading(self, py)
+            }
+
+            fn pause_reading(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
+                $crate::transport_core::ReadControl::pause(slf)
+            }
+
+            fn resume_reading(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
+                $crate::transport_core::ReadControl::resume(slf)
+            }
+
+            fn _start_reading(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
+                $crate::transport_core::ReadControl::start(slf)
+            }
+        }
+    };
+}
+
+/// `set_write_buffer_limits`, `get_write_buffer_limits` and the
+/// `_protocol_paused` getter for a core with `WriteFlow`.
+#[macro_export]
+macro_rules! write_limit_methods {
+    ($core:ty) => {
+        #[pyo3::pymethods]
+        impl $core {
+            #[pyo3(signature = (high=None, low=None))]
+            fn set_write_buffer_limits(slf: &pyo3::Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> pyo3::PyResult<()> {
+                $crate::transport_core::WriteFlow::with_flow(slf.get(), slf.py(), |f, _| f.set_limits(high, low))
+                    .map_err(pyo3::exceptions::PyValueError::new_err)?;
+                $crate::transport_core::WriteFlow::maybe_pause_protocol(slf)
+            }
+
+            fn get_write_buffer_limits(&self, py: pyo3::Python<'_>) -> (usize, usize) {
+                $crate::transport_core::WriteFlow::with_flow(self, py, |f, _| f.limits())
+            }
+
+            #[getter]
+            fn _protocol_paused(&self, py: pyo3::Python<'_>) -> bool {
+                $crate::transport_core::WriteFlow::with_flow(self, py, |f, _| f.paused)
+            }
+        }
+    };
+}
+
 pub trait WriteFlow: PyClass<Frozen = True> + Sync {
     /// Runs `f` on the flow-control state and the bytes now buffered.
     fn with_flow<R>(&self, py: Python<'_>, f: impl FnOnce(&mut FlowControl, usize) -> R) -> R;
@@ -103,4 +162,96 @@ fn protocol_flow_call<T: WriteFlow>(core: &T, py: Python<'_>, method: &str) -> P
         }
     }
     Ok(())
+}
+
+/// asyncio's `_SelectorTransport.close` / `_force_close`, for the cores
+/// whose state has a closing flag, a lost count and a write buffer.
+pub trait Closing: ReadControl {
+    /// Sets the closing flag; returns what it was.
+    fn mark_closing(&self, py: Python<'_>) -> bool;
+    fn conn_lost(&self, py: Python<'_>) -> u32;
+    fn count_lost(&self, py: Python<'_>);
+    fn has_unsent(&self, py: Python<'_>) -> bool;
+    /// Drops what was not sent yet (abort); returns whether there was any.
+    fn drop_unsent(&self, py: Python<'_>) -> bool;
+    fn watch_writes(slf: &Bound<'_, Self>, on: bool) -> PyResult<()>;
+
+    /// The transport's `_call_connection_lost(exc)`, on the next iteration.
+    fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let Some(t) = slf.get().py_transport(py) else { return Ok(()) };
+        let cb = t.getattr("_call_connection_lost")?;
+        slf.get().event_loop().bind(py).call_method1("call_soon", (cb, exc))?;
+        Ok(())
+    }
+
+    /// Stops reading; connection_lost(None) once the buffer is sent.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.mark_closing(py) {
+            return Ok(());
+        }
+        Self::watch_reads(slf, false)?;
+        if !this.has_unsent(py) {
+            this.count_lost(py);
+            Self::watch_writes(slf, false)?;
+            Self::schedule_connection_lost(slf, py.None())?;
+        }
+        Ok(())
+    }
+
+    /// Drops the buffer and stops both directions; connection_lost(exc) soon.
+    fn force_close(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.conn_lost(py) > 0 {
+            return Ok(());
+        }
+        if this.drop_unsent(py) {
+            Self::watch_writes(slf, false)?;
+        }
+        if !this.mark_closing(py) {
+            Self::watch_reads(slf, false)?;
+        }
+        this.count_lost(py);
+        Self::schedule_connection_lost(slf, exc)
+    }
+}
+
+/// `close`, `abort`, `_force_close`, `is_closing` and the `_closing` /
+/// `_conn_lost` getters for a core with `Closing`.
+#[macro_export]
+macro_rules! closing_methods {
+    ($core:ty) => {
+        #[pyo3::pymethods]
+        impl $core {
+            #[pyo3(name = "close")]
+            fn py_close(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
+                $crate::transport_core::Closing::close(slf)
+            }
+
+            fn abort(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
+                $crate::transport_core::Closing::force_close(slf, slf.py().None())
+            }
+
+            fn _force_close(slf: &pyo3::Bound<'_, Self>, exc: pyo3::Py<pyo3::PyAny>) -> pyo3::PyResult<()> {
+                $crate::transport_core::Closing::force_close(slf, exc)
+            }
+
+            fn is_closing(&self, py: pyo3::Python<'_>) -> bool {
+                $crate::transport_core::ReadControl::read_flags(self, py).0
+            }
+
+            #[getter]
+            fn _closing(&self, py: pyo3::Python<'_>) -> bool {
+                $crate::transport_core::ReadControl::read_flags(self, py).0
+            }
+
+            #[getter]
+            fn _conn_lost(&self, py: pyo3::Python<'_>) -> u32 {
+                $crate::transport_core::Closing::conn_lost(self, py)
+            }
+        }
+    };
 }
