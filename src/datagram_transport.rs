@@ -21,7 +21,7 @@
 use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
-use crate::handle::{is_fatal, Handle};
+use crate::handle::{is_fatal, Handle, NativeCallback};
 use crate::transport_core::{Closing, ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
@@ -268,6 +268,12 @@ pub struct DatagramTransportCore {
 struct DatagramEvent {
     core: Py<DatagramTransportCore>,
     writable: bool,
+}
+
+impl NativeCallback for DatagramEvent {
+    fn fire(&self, py: Python<'_>) -> PyResult<()> {
+        self.__call__(py)
+    }
 }
 
 #[pymethods]
@@ -819,7 +825,7 @@ fn datagram_transport_core(
     core.get().bind_protocol(py, protocol);
     let event = |writable| -> PyResult<Py<Handle>> {
         let cb = Py::new(py, DatagramEvent { core: core.clone_ref(py), writable })?;
-        Handle::new_native(py, loop_.clone().unbind(), cb.into_any())
+        Handle::new_native(py, loop_.clone().unbind(), cb)
     };
     let (reader, writer) = (event(false)?, event(true)?);
     core.get().st.with(py, |s| {

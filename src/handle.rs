@@ -11,7 +11,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::sync::PyOnceLock;
-use pyo3::{PyClassInitializer, PyTraverseError, PyVisit};
+use pyo3::pyclass::boolean_struct::True;
+use pyo3::{PyClass, PyClassInitializer, PyTraverseError, PyVisit};
 use std::mem::ManuallyDrop;
 
 static ASYNCIO_HANDLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -55,6 +56,19 @@ pub struct Handle {
     copied_context: bool,
     /// The arguments tuple was taken out of the GC's sight while queued.
     untracked_args: GilCell<bool>,
+    /// For the loop's own native callbacks: runs the callback object
+    /// straight from Rust, without Python's call protocol.
+    native: Option<fn(&Bound<'_, PyAny>) -> PyResult<()>>,
+}
+
+/// A native callback object (a transport's reader or writer, a pending
+/// `sock_*` operation) that a handle runs without a Python call.
+pub trait NativeCallback: PyClass<Frozen = True> + Sync {
+    fn fire(&self, py: Python<'_>) -> PyResult<()>;
+}
+
+fn fire_native<T: NativeCallback>(cb: &Bound<'_, PyAny>) -> PyResult<()> {
+    cb.cast::<T>()?.get().fire(cb.py())
 }
 
 /// SystemExit and KeyboardInterrupt leave the loop; every other exception
@@ -97,6 +111,7 @@ impl Handle {
             scheduled: GilCell::new(false),
             copied_context,
             untracked_args: GilCell::new(false),
+            native: None,
         };
         if debug {
             let tb = py
@@ -118,9 +133,10 @@ impl Handle {
     }
 
     /// A handle for one of the loop's own native callbacks (no context).
-    pub fn new_native(py: Python<'_>, loop_: Py<LoopCore>, callback: Py<PyAny>) -> PyResult<Py<Handle>> {
-        let mut h = Self::build(py, loop_, callback, PyTuple::empty(py).unbind(), None, None)?;
+    pub fn new_native<T: NativeCallback>(py: Python<'_>, loop_: Py<LoopCore>, callback: Py<T>) -> PyResult<Py<Handle>> {
+        let mut h = Self::build(py, loop_, callback.into_any(), PyTuple::empty(py).unbind(), None, None)?;
         h.context = None;
+        h.native = Some(fire_native::<T>);
         Py::new(py, h)
     }
 
@@ -216,6 +232,15 @@ impl Handle {
         let this = slf.get();
         // Own references for the call: the callback may cancel its own handle.
         // Raw counts, as PyO3's owned handles check the GIL on every drop.
+        if let Some(fire) = this.native {
+            let Some(cb) = this.callback.with(py, |c| c.as_ref().map(|c| c.clone_ref(py))) else {
+                return Ok(());
+            };
+            return match fire(cb.bind(py)) {
+                Ok(()) => Ok(()),
+                Err(err) => Self::failed(slf, cb, None, err),
+            };
+        }
         let Some(cb) = this.callback.with(py, |c| c.as_ref().map(|c| c.as_ptr())) else {
             return Ok(());
         };
@@ -274,6 +299,13 @@ impl Handle {
         } else {
             Some(unsafe { Bound::from_owned_ptr(py, args).cast_into_unchecked::<PyTuple>().unbind() })
         };
+        Self::failed(slf, cb, args, err)
+    }
+
+    /// A callback raised `err`: SystemExit / KeyboardInterrupt leave the
+    /// loop, the rest go to the exception handler.
+    fn failed(slf: &Bound<'_, Handle>, cb: Py<PyAny>, args: Option<Py<PyTuple>>, err: PyErr) -> Result<(), RunError> {
+        let py = slf.py();
         if is_fatal(py, &err) {
             return Err(RunError::Fatal(err));
         }

@@ -16,7 +16,7 @@
 use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
-use crate::handle::{is_fatal, Handle};
+use crate::handle::{is_fatal, Handle, NativeCallback};
 use crate::transport_core::{ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
@@ -307,6 +307,12 @@ struct ReadPipeEvent {
     core: Py<ReadPipeCore>,
 }
 
+impl NativeCallback for ReadPipeEvent {
+    fn fire(&self, py: Python<'_>) -> PyResult<()> {
+        self.__call__(py)
+    }
+}
+
 #[pymethods]
 impl ReadPipeEvent {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
@@ -520,7 +526,7 @@ fn read_pipe_core(
     )?;
     core.get().set_protocol(py, protocol);
     let cb = Py::new(py, ReadPipeEvent { core: core.clone_ref(py) })?;
-    let reader = Handle::new_native(py, loop_.clone().unbind(), cb.into_any())?;
+    let reader = Handle::new_native(py, loop_.clone().unbind(), cb)?;
     core.get().st.with(py, |s| s.reader = Some(reader));
     Ok(core)
 }
@@ -573,6 +579,12 @@ pub struct WritePipeCore {
 struct WritePipeEvent {
     core: Py<WritePipeCore>,
     peer: bool,
+}
+
+impl NativeCallback for WritePipeEvent {
+    fn fire(&self, py: Python<'_>) -> PyResult<()> {
+        self.__call__(py)
+    }
 }
 
 #[pymethods]
@@ -935,7 +947,7 @@ fn write_pipe_core(
     )?;
     let event = |peer| -> PyResult<Py<Handle>> {
         let cb = Py::new(py, WritePipeEvent { core: core.clone_ref(py), peer })?;
-        Handle::new_native(py, loop_.clone().unbind(), cb.into_any())
+        Handle::new_native(py, loop_.clone().unbind(), cb)
     };
     let (peer_watch, writer) = (event(true)?, event(false)?);
     core.get().st.with(py, |s| {

@@ -63,7 +63,12 @@ pub fn try_send(py: Python<'_>, fd: RawFd, data: &[u8]) -> Attempt<usize> {
 }
 
 /// A held buffer export (bytes, bytearray, memoryview, array…).
-pub struct HeldBuffer(Box<ffi::Py_buffer>);
+///
+/// The `Py_buffer` is held inline, not boxed: every transport write makes
+/// one, and a small heap block freed per write made the next large
+/// allocation (the next read's bytes) consolidate malloc's fast bins.
+/// Moving the struct is fine: CPython copies `Py_buffer`s itself.
+pub struct HeldBuffer(ffi::Py_buffer);
 
 // SAFETY: the buffer is only read and released with the GIL held.
 unsafe impl Send for HeldBuffer {}
@@ -71,11 +76,12 @@ unsafe impl Sync for HeldBuffer {}
 
 impl HeldBuffer {
     pub fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let mut view: Box<ffi::Py_buffer> = Box::new(unsafe { std::mem::zeroed() });
-        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut *view, ffi::PyBUF_SIMPLE) } < 0 {
+        let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::uninit();
+        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_SIMPLE) } < 0 {
             return Err(PyErr::fetch(obj.py()));
         }
-        Ok(HeldBuffer(view))
+        // SAFETY: PyObject_GetBuffer filled it in.
+        Ok(HeldBuffer(unsafe { view.assume_init() }))
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -88,7 +94,7 @@ impl HeldBuffer {
 
 impl Drop for HeldBuffer {
     fn drop(&mut self) {
-        Python::attach(|_| unsafe { ffi::PyBuffer_Release(&mut *self.0) });
+        Python::attach(|_| unsafe { ffi::PyBuffer_Release(&mut self.0) });
     }
 }
 

@@ -11,7 +11,7 @@
 
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
-use crate::handle::Handle;
+use crate::handle::{Handle, NativeCallback};
 use crate::os_error;
 use crate::datagram_transport::{make_address, SockAddr};
 use crate::sock_io::{errno, try_recv, try_send, Attempt, HeldBuffer};
@@ -56,9 +56,15 @@ impl SockOp {
         let fut = LoopCore::create_future(loop_)?;
         let sock_op = SockOp { loop_: loop_.clone().unbind(), fut: fut.clone_ref(py), fd, op };
         let dir = sock_op.dir();
-        let handle = Handle::new_native(py, loop_.clone().unbind(), Py::new(py, sock_op)?.into_any())?;
+        let handle = Handle::new_native(py, loop_.clone().unbind(), Py::new(py, sock_op)?)?;
         LoopCore::watch(loop_, fd, dir, handle)?;
         Ok(fut)
+    }
+}
+
+impl NativeCallback for SockOp {
+    fn fire(&self, py: Python<'_>) -> PyResult<()> {
+        self.__call__(py)
     }
 }
 

@@ -9,7 +9,7 @@
 use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
-use crate::handle::{is_fatal, Handle};
+use crate::handle::{is_fatal, Handle, NativeCallback};
 use crate::transport_core::{Closing, ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
@@ -100,6 +100,12 @@ pub struct StreamTransportCore {
 struct TransportEvent {
     core: Py<StreamTransportCore>,
     writable: bool,
+}
+
+impl NativeCallback for TransportEvent {
+    fn fire(&self, py: Python<'_>) -> PyResult<()> {
+        self.__call__(py)
+    }
 }
 
 #[pymethods]
@@ -615,7 +621,7 @@ fn stream_transport_core(
     core.get().bind_protocol(py, protocol)?;
     let event = |writable| -> PyResult<Py<Handle>> {
         let cb = Py::new(py, TransportEvent { core: core.clone_ref(py), writable })?;
-        Handle::new_native(py, loop_.clone().unbind(), cb.into_any())
+        Handle::new_native(py, loop_.clone().unbind(), cb)
     };
     let (reader, writer) = (event(false)?, event(true)?);
     core.get().st.with(py, |s| {
