@@ -64,11 +64,16 @@ pub fn try_send(py: Python<'_>, fd: RawFd, data: &[u8]) -> Attempt<usize> {
 
 /// A held buffer export (bytes, bytearray, memoryview, array…).
 ///
-/// The `Py_buffer` is held inline, not boxed: every transport write makes
-/// one, and a small heap block freed per write made the next large
-/// allocation (the next read's bytes) consolidate malloc's fast bins.
-/// Moving the struct is fine: CPython copies `Py_buffer`s itself.
-pub struct HeldBuffer(ffi::Py_buffer);
+/// Exact `bytes`, the usual case, are immutable: a reference to the object
+/// is all that is held, without the buffer protocol. Other exports keep
+/// their `Py_buffer` inline, not boxed: every transport write makes one,
+/// and a small heap block freed per write made the next large allocation
+/// (the next read's bytes) consolidate malloc's fast bins. Moving the
+/// struct is fine: CPython copies `Py_buffer`s itself.
+pub enum HeldBuffer {
+    Bytes(Py<PyAny>),
+    View(ffi::Py_buffer),
+}
 
 // SAFETY: the buffer is only read and released with the GIL held.
 unsafe impl Send for HeldBuffer {}
@@ -76,25 +81,35 @@ unsafe impl Sync for HeldBuffer {}
 
 impl HeldBuffer {
     pub fn get(obj: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if unsafe { ffi::PyBytes_CheckExact(obj.as_ptr()) } != 0 {
+            return Ok(HeldBuffer::Bytes(obj.clone().unbind()));
+        }
         let mut view = std::mem::MaybeUninit::<ffi::Py_buffer>::uninit();
         if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), view.as_mut_ptr(), ffi::PyBUF_SIMPLE) } < 0 {
             return Err(PyErr::fetch(obj.py()));
         }
         // SAFETY: PyObject_GetBuffer filled it in.
-        Ok(HeldBuffer(unsafe { view.assume_init() }))
+        Ok(HeldBuffer::View(unsafe { view.assume_init() }))
     }
 
     pub fn bytes(&self) -> &[u8] {
-        if self.0.len == 0 {
+        // SAFETY: the object (or the export) is held, so the memory lives.
+        let (ptr, len) = match self {
+            HeldBuffer::Bytes(b) => unsafe { (ffi::PyBytes_AS_STRING(b.as_ptr()) as *const u8, ffi::PyBytes_Size(b.as_ptr())) },
+            HeldBuffer::View(v) => (v.buf as *const u8, v.len),
+        };
+        if len == 0 {
             return &[];
         }
-        unsafe { std::slice::from_raw_parts(self.0.buf as *const u8, self.0.len as usize) }
+        unsafe { std::slice::from_raw_parts(ptr, len as usize) }
     }
 }
 
 impl Drop for HeldBuffer {
     fn drop(&mut self) {
-        Python::attach(|_| unsafe { ffi::PyBuffer_Release(&mut self.0) });
+        if let HeldBuffer::View(view) = self {
+            Python::attach(|_| unsafe { ffi::PyBuffer_Release(view) });
+        }
     }
 }
 

@@ -198,7 +198,10 @@ impl StreamTransportCore {
                 }
                 this.st.with(py, |s| s.read_size = if got == size { MAX_SIZE } else { SMALL_READ_SIZE });
                 let result = match field!(this, py, data_received) {
-                    Some(cb) => cb.call1(py, (data,)),
+                    // One-argument vectorcall: no argument tuple per read.
+                    Some(cb) => unsafe {
+                        Bound::from_owned_ptr_or_err(py, ffi::PyObject_CallOneArg(cb.as_ptr(), data.as_ptr())).map(Bound::unbind)
+                    },
                     // Looked up again so the protocol's own AttributeError is reported.
                     None => match field!(this, py, protocol) {
                         Some(p) => p.call_method1(py, "data_received", (data,)),
