@@ -294,6 +294,10 @@ impl LoopCore {
             Handle::release_queued(h);
         }
 
+        // A handler tripped with no real signal (PyErr_SetInterrupt,
+        // _thread.interrupt_main) would not wake the poll: run it before
+        // deciding whether the poll may sleep (it may schedule callbacks).
+        py.check_signals()?;
         let busy = this.stopping.get(py) || this.ready.with(py, |r| !r.is_empty());
         let timeout = if busy {
             Some(Duration::ZERO)

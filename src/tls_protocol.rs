@@ -297,7 +297,7 @@ impl TLSProtocolCore {
             intern!(py, "call_later"),
             (this.handshake_timeout.bind(py), slf.getattr(intern!(py, "_check_handshake_timeout"))?),
         )?;
-        this.st.with(py, |s| s.obj.handshake_timeout_handle = Some(handle.unbind()));
+        drop(this.st.with(py, |s| s.obj.handshake_timeout_handle.replace(handle.unbind())));
         Self::do_handshake(slf)
     }
 
@@ -384,7 +384,7 @@ impl TLSProtocolCore {
             intern!(py, "call_later"),
             (this.shutdown_timeout.bind(py), slf.getattr(intern!(py, "_check_shutdown_timeout"))?),
         )?;
-        this.st.with(py, |s| s.obj.shutdown_timeout_handle = Some(handle.unbind()));
+        drop(this.st.with(py, |s| s.obj.shutdown_timeout_handle.replace(handle.unbind())));
         Self::do_flush(slf)
     }
 
@@ -828,7 +828,7 @@ impl TLSProtocolCore {
         if self.st.with(py, |s| std::mem::replace(&mut s.app_transport_created, true)) {
             return Err(PyRuntimeError::new_err("Creating _SSLProtocolTransport twice"));
         }
-        self.st.with(py, |s| s.obj.app_transport = Some(transport));
+        drop(self.st.with(py, |s| s.obj.app_transport.replace(transport)));
         Ok(())
     }
 
@@ -863,10 +863,10 @@ impl TLSProtocolCore {
             .ok()
             .and_then(|c| c.cast_into::<StreamTransportCore>().ok())
             .map(Bound::unbind);
-        slf.get().st.with(py, |s| {
-            s.obj.transport = Some(transport.clone().unbind());
-            s.obj.raw_core = raw_core;
+        let old = slf.get().st.with(py, |s| {
+            (s.obj.transport.replace(transport.clone().unbind()), std::mem::replace(&mut s.obj.raw_core, raw_core))
         });
+        drop(old);
         Self::start_handshake(slf)
     }
 
@@ -920,7 +920,7 @@ impl TLSProtocolCore {
         };
         if have < want {
             let buf = PyByteArray::new(py, &vec![0u8; want]);
-            self.st.with(py, |s| s.obj.read_buffer = Some(buf.into_any().unbind()));
+            drop(self.st.with(py, |s| s.obj.read_buffer.replace(buf.into_any().unbind())));
         }
         let buf = obj!(self, py, read_buffer).expect("allocated above");
         Ok(PyMemoryView::from(buf.bind(py))?.into_any().unbind())
