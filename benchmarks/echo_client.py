@@ -33,6 +33,23 @@ def recv_exactly(sock, buf):
         got += n
 
 
+def timed(op, warmup, seconds, max_count):
+    """Runs op(0..warmup-1) untimed, then op(warmup, ...) until max_count
+    calls or seconds, whichever comes first; returns (count, elapsed)."""
+    for i in range(warmup):
+        op(i)
+    count = 0
+    perf_counter = time.perf_counter
+    t0 = perf_counter()
+    deadline = t0 + seconds
+    while count < max_count:
+        op(warmup + count)
+        count += 1
+        if perf_counter() >= deadline:
+            break
+    return count, perf_counter() - t0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--port', type=int, required=True)
@@ -57,18 +74,7 @@ def main(argv=None):
         if buf != msg:
             raise SystemExit(f'echo_client: round trip {i}: echoed bytes differ from sent bytes')
 
-    for i in range(args.warmup):
-        round_trip(i)
-    count = 0
-    perf_counter = time.perf_counter
-    t0 = perf_counter()
-    deadline = t0 + args.seconds
-    while count < args.max_count:
-        round_trip(args.warmup + count)
-        count += 1
-        if perf_counter() >= deadline:
-            break
-    elapsed = perf_counter() - t0
+    count, elapsed = timed(round_trip, args.warmup, args.seconds, args.max_count)
     sock.close()
 
     print(json.dumps({

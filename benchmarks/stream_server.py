@@ -215,6 +215,11 @@ async def serve(kind, conns):
     else:
         protocol = PROTOCOLS[kind]
         server = await loop.create_server(lambda: protocol(stats), '127.0.0.1', 0, backlog=128)
+    return await announce_and_serve(server, stats)
+
+
+async def announce_and_serve(server, stats):
+    """Prints the port for the harness, serves until ``stats.done``, closes."""
     print(json.dumps({'port': server.sockets[0].getsockname()[1]}), flush=True)
     try:
         await stats.done

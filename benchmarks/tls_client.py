@@ -25,9 +25,8 @@ import os
 import socket
 import ssl
 import sys
-import time
 
-from echo_client import PATTERN_SHIFT, recv_exactly
+from echo_client import PATTERN_SHIFT, recv_exactly, timed
 
 
 def main(argv=None):
@@ -72,18 +71,7 @@ def main(argv=None):
             with connect() as sock:     # close() sends no close_notify, as most clients
                 round_trip(sock, i)
 
-    for i in range(args.warmup):
-        op(i)
-    count = 0
-    perf_counter = time.perf_counter
-    t0 = perf_counter()
-    deadline = t0 + args.seconds
-    while count < args.max_count:
-        op(args.warmup + count)
-        count += 1
-        if perf_counter() >= deadline:
-            break
-    elapsed = perf_counter() - t0
+    count, elapsed = timed(op, args.warmup, args.seconds, args.max_count)
     if echo_sock is not None:
         echo_sock.close()
 

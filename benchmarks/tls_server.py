@@ -52,13 +52,7 @@ async def serve(ctx):
             loop.remove_reader(0)
             stats.all_connected()
     loop.add_reader(0, stdin_readable)
-    print(json.dumps({'port': server.sockets[0].getsockname()[1]}), flush=True)
-    try:
-        await stats.done
-    finally:
-        server.close()
-        await server.wait_closed()
-    return stats
+    return await stream_server.announce_and_serve(server, stats)
 
 
 def main(argv=None):
