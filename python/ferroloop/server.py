@@ -264,9 +264,12 @@ class ServerMixin:
                             ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
         protocol = None
         transport = None
+        # The waiter only serves to report a failed TLS handshake, which
+        # asyncio does in debug mode only: a plain connection, or any
+        # connection outside debug mode, needs none.
+        waiter = self.create_future() if sslcontext and self.get_debug() else None
         try:
             protocol = protocol_factory()
-            waiter = self.create_future()
             if sslcontext:
                 transport = self._make_ssl_transport(
                     conn, protocol, sslcontext, waiter=waiter,
@@ -285,10 +288,10 @@ class ServerMixin:
                 transport.close()
             self._accept_failed(exc, protocol, transport)
             return
-        if sslcontext:
+        if waiter is not None:
             # The waiter completes once the handshake is over; a failed
-            # handshake closes the transport. A plain transport's waiter only
-            # ever gets its result, so it needs no watching.
+            # handshake has closed the transport already (the TLS layer
+            # force-closes it) and is reported here.
             waiter.add_done_callback(
                 lambda fut: self._accept_waiter_done(fut, protocol, transport))
 
