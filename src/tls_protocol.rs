@@ -833,8 +833,10 @@ impl TLSProtocolCore {
     }
 
     fn _set_app_protocol(&self, py: Python<'_>, app_protocol: &Bound<'_, PyAny>) -> PyResult<()> {
-        let buffered = app_protocol.hasattr(intern!(py, "get_buffer"))?
-            && app_protocol.is_instance(imported(py, &BUFFERED_PROTOCOL, "asyncio.protocols", "BufferedProtocol")?)?;
+        // isinstance first: for a plain Protocol, hasattr would build and
+        // discard an AttributeError on every connection.
+        let buffered = app_protocol.is_instance(imported(py, &BUFFERED_PROTOCOL, "asyncio.protocols", "BufferedProtocol")?)?
+            && app_protocol.hasattr(intern!(py, "get_buffer"))?;
         let lookup = |name: &str| app_protocol.getattr(name).ok().map(Bound::unbind);
         let (data_received, get_buffer, buffer_updated) = if buffered {
             (None, lookup("get_buffer"), lookup("buffer_updated"))

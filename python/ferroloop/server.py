@@ -25,6 +25,7 @@ from asyncio import base_events as _logging_module
 
 from ._ferroloop import sock_accept_nonblocking
 from .connect import _bind_error_message, _check_ssl_socket
+from .transports import _raw_family, _raw_type
 
 _PY313 = sys.version_info >= (3, 13)
 _HAS_IPv6 = hasattr(socket, 'AF_INET6')
@@ -210,7 +211,7 @@ class ServerMixin:
         debug = self.get_debug()
         # The new sockets are made non-blocking by accept4() itself; the flag
         # in their type tells the socket object so (timeout 0.0, no syscall).
-        family, type_, proto = sock.family, sock.type | _SOCK_NONBLOCK, sock.proto
+        family, type_, proto = _raw_family(sock), _raw_type(sock) | _SOCK_NONBLOCK, sock.proto
         for _ in range(backlog):
             try:
                 accepted = sock_accept_nonblocking(sock.fileno())
