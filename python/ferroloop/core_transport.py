@@ -9,6 +9,36 @@ Each transport keeps its own construction, repr and lifecycle.
 from asyncio import selector_events
 
 
+class _CoreMethod:
+    """One of the native core's methods, bound onto the instance on first use.
+
+    The first access stores the core's bound method in the instance's dict,
+    which shadows this non-data descriptor from then on: later calls run no
+    Python frame. A connection binds only what it uses.
+    """
+
+    __slots__ = ('name',)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        method = getattr(obj._core, self.name)
+        obj.__dict__[self.name] = method
+        return method
+
+
+def core_methods(*names):
+    """Class decorator: these methods of the transport are its core's own."""
+    def decorate(cls):
+        for name in names:
+            setattr(cls, name, _CoreMethod(name))
+        return cls
+    return decorate
+
+
 class CoreTransport:
     """Delegation to ``self._core`` and asyncio's error reporting."""
 

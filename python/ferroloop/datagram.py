@@ -20,19 +20,18 @@ from asyncio import futures, transports, trsock
 from asyncio import base_events as _logging_module
 
 from ._ferroloop import datagram_transport_core
-from .core_transport import CoreTransport, CoreWriteFlow
+from .core_transport import CoreTransport, CoreWriteFlow, core_methods
 from .server import _set_reuseport
 
 _PY311 = sys.version_info >= (3, 11)
 _PY313 = sys.version_info >= (3, 13)
 
-# Core methods bound straight onto each transport.
-_HOT = ('sendto', 'is_closing', 'close', 'abort', 'get_write_buffer_size',
-        'is_reading', 'pause_reading', 'resume_reading')
 
 _unset = object()
 
 
+@core_methods('sendto', 'is_closing', 'close', 'abort', 'get_write_buffer_size',
+              'is_reading', 'pause_reading', 'resume_reading')
 class DatagramTransport(CoreTransport, CoreWriteFlow, transports.Transport, transports.DatagramTransport):
     """asyncio's selector datagram transport contract, with a native core.
 
@@ -61,8 +60,6 @@ class DatagramTransport(CoreTransport, CoreWriteFlow, transports.Transport, tran
         core = datagram_transport_core(loop, sock, self, protocol, address,
                                        bool(self._extra['peername']), self.max_size)
         self._core = core
-        for name in _HOT:
-            setattr(self, name, getattr(core, name))
         loop._transports[self._sock_fd] = self
         loop.call_soon(protocol.connection_made, self)
         # Reading starts only once connection_made() has run.

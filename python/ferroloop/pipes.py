@@ -24,11 +24,8 @@ from asyncio import futures, transports
 from asyncio import unix_events as _logging_module
 
 from ._ferroloop import read_pipe_core, write_pipe_core
-from .core_transport import CoreTransport, CoreWriteFlow
+from .core_transport import CoreTransport, CoreWriteFlow, core_methods
 
-_READ_HOT = ('pause_reading', 'resume_reading', 'is_reading', 'is_closing', 'close')
-_WRITE_HOT = ('write', 'write_eof', 'can_write_eof', 'is_closing', 'close', 'abort',
-              'get_write_buffer_size')
 
 
 class _PipeTransportBase(CoreTransport):
@@ -95,6 +92,7 @@ class _PipeTransportBase(CoreTransport):
             self._pipe = None
             self._loop = None
 
+@core_methods('pause_reading', 'resume_reading', 'is_reading', 'is_closing', 'close')
 class ReadPipeTransport(_PipeTransportBase, transports.ReadTransport):
     """The read end of a pipe, FIFO, character device or socket."""
 
@@ -109,8 +107,6 @@ class ReadPipeTransport(_PipeTransportBase, transports.ReadTransport):
         os.set_blocking(self._fileno, False)
         core = read_pipe_core(loop, pipe, self._fileno, self, protocol, self.max_size)
         self._core = core
-        for name in _READ_HOT:
-            setattr(self, name, getattr(core, name))
         loop.call_soon(protocol.connection_made, self)
         # Reading starts only once connection_made() has run.
         loop.call_soon(core._start_reading)
@@ -127,6 +123,8 @@ class ReadPipeTransport(_PipeTransportBase, transports.ReadTransport):
         return isinstance(exc, OSError) and exc.errno == errno.EIO
 
 
+@core_methods('write', 'write_eof', 'can_write_eof', 'is_closing', 'close', 'abort',
+              'get_write_buffer_size')
 class WritePipeTransport(_PipeTransportBase, CoreWriteFlow, transports.WriteTransport):
     """The write end of a pipe, FIFO, character device or socket."""
 
@@ -142,8 +140,6 @@ class WritePipeTransport(_PipeTransportBase, CoreWriteFlow, transports.WriteTran
         os.set_blocking(self._fileno, False)
         core = write_pipe_core(loop, pipe, self._fileno, self, protocol)
         self._core = core
-        for name in _WRITE_HOT:
-            setattr(self, name, getattr(core, name))
         loop.call_soon(protocol.connection_made, self)
         if is_socket or is_fifo:
             # Readable means the reader went away; watched once

@@ -15,13 +15,10 @@ import warnings
 from asyncio import constants, futures, transports, trsock
 
 from ._ferroloop import stream_transport_core
-from .core_transport import CoreTransport, CoreWriteFlow
+from .core_transport import CoreTransport, CoreWriteFlow, core_methods
 
 _WRITELINES_CHECKS = sys.version_info >= (3, 12)
 
-# Core methods bound straight onto each transport (see the module docstring).
-_HOT = ('write', 'is_closing', 'is_reading', 'pause_reading', 'resume_reading',
-        'get_write_buffer_size', 'close', 'abort')
 
 
 # socket.socket's family and type properties build an enum on every read;
@@ -38,6 +35,9 @@ def _set_nodelay(sock):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+# The hot methods are the core's own (see the module docstring).
+@core_methods('write', 'is_closing', 'is_reading', 'pause_reading', 'resume_reading',
+              'get_write_buffer_size', 'close', 'abort')
 class SocketTransport(CoreTransport, CoreWriteFlow, transports.Transport):
     """asyncio's socket transport contract, with a native core."""
 
@@ -64,8 +64,6 @@ class SocketTransport(CoreTransport, CoreWriteFlow, transports.Transport):
         self._server = server
         core = stream_transport_core(loop, sock, self, protocol)
         self._core = core
-        for name in _HOT:
-            setattr(self, name, getattr(core, name))
         _set_nodelay(sock)
         if server is not None:
             server._attach(self)
