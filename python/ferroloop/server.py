@@ -96,7 +96,8 @@ class Server(events.AbstractServer):
             self._anonymous_clients -= 1
         else:
             self._clients.discard(transport)
-        if self._active_count == 0 and self._sockets is None:
+        # _sockets first: while serving, the count (a WeakSet's len) is moot.
+        if self._sockets is None and self._active_count == 0:
             self._wakeup()
 
     def _wakeup(self):
