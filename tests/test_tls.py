@@ -117,6 +117,34 @@ def test_unverifiable_server_certificate_fails_the_handshake(loop, server_ctx):
     assert run(loop, main()) == 'refused'
 
 
+@pytest.fixture
+def expired_server_ctx(certs):
+    # Signed by the test CA the client trusts, but valid until yesterday.
+    subprocess.run(['openssl', 'x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem',
+                    '-CAkey', 'ca.key', '-CAcreateserial', '-days', '-1',
+                    '-out', 'expired.pem', '-extfile', 'ext.cnf'],
+                   cwd=certs, check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs / 'expired.pem', certs / 'server.key')
+    return ctx
+
+
+def test_expired_certificate_fails_verification(loop, expired_server_ctx, client_ctx):
+    async def main():
+        server = await asyncio.start_server(echo_handler, '127.0.0.1', 0, ssl=expired_server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            with pytest.raises(ssl.SSLCertVerificationError, match='certificate has expired'):
+                await asyncio.open_connection('127.0.0.1', port, ssl=client_ctx,
+                                              server_hostname='localhost')
+        finally:
+            server.close()
+            await server.wait_closed()
+        return 'refused'
+
+    assert run(loop, main()) == 'refused'
+
+
 def test_wrong_hostname_fails_verification(loop, server_ctx, client_ctx):
     async def main():
         server = await asyncio.start_server(echo_handler, '127.0.0.1', 0, ssl=server_ctx)
