@@ -3,8 +3,9 @@
 A real ``asyncio.Transport`` subclass, so libraries that check types accept
 it. Its read and write paths, buffer and close state machine are the native
 ``StreamTransportCore``; the hot methods (``write``, ``is_closing``, ...) are
-the core's own bound methods, set on the instance, so calling them runs no
-Python frame. What runs once per connection or on errors stays here.
+the core's own bound methods, set on the instance at first use, so calling
+them runs no Python frame. What runs once per connection or on errors stays
+here.
 """
 
 import _socket
