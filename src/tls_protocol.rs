@@ -916,15 +916,14 @@ impl TLSProtocolCore {
 
     fn get_buffer(&self, py: Python<'_>, n: isize) -> PyResult<Py<PyAny>> {
         let want = if n <= 0 || n as usize > MAX_SIZE { MAX_SIZE } else { n as usize };
-        let have = match obj!(self, py, read_buffer) {
-            Some(b) => b.bind(py).len()?,
-            None => 0,
+        let buf = match obj!(self, py, read_buffer) {
+            Some(b) if b.bind(py).len()? >= want => b,
+            _ => {
+                let b = PyByteArray::new(py, &vec![0u8; want]).into_any().unbind();
+                drop(self.st.with(py, |s| s.obj.read_buffer.replace(b.clone_ref(py))));
+                b
+            }
         };
-        if have < want {
-            let buf = PyByteArray::new(py, &vec![0u8; want]);
-            drop(self.st.with(py, |s| s.obj.read_buffer.replace(buf.into_any().unbind())));
-        }
-        let buf = obj!(self, py, read_buffer).expect("allocated above");
         Ok(PyMemoryView::from(buf.bind(py))?.into_any().unbind())
     }
 

@@ -430,8 +430,12 @@ def test_handshake_timeout_closes_a_silent_connection(loop, server_ctx):
 
 
 def test_bad_handshake_timeouts_are_refused_as_asyncio_refuses_them(loop, server_ctx, client_ctx):
+    class Closer(asyncio.Protocol):
+        def connection_made(self, transport):
+            transport.close()   # nothing to serve: the client fails first
+
     async def main():
-        plain = await loop.create_server(asyncio.Protocol, '127.0.0.1', 0)
+        plain = await loop.create_server(Closer, '127.0.0.1', 0)
         port = plain.sockets[0].getsockname()[1]
         with pytest.raises(ValueError, match='ssl_handshake_timeout should be a positive number, got 0'):
             await loop.create_connection(asyncio.Protocol, '127.0.0.1', port, ssl=client_ctx,
@@ -442,3 +446,76 @@ def test_bad_handshake_timeouts_are_refused_as_asyncio_refuses_them(loop, server
         return 'checked'
 
     assert run(loop, main()) == 'checked'
+
+
+class _MemoryTransport(asyncio.Transport):
+    """One end of an in-memory byte pipe: what is written reaches the other
+    end's protocol through get_buffer() / buffer_updated() on a later turn."""
+
+    def __init__(self, loop):
+        super().__init__()
+        self.loop, self.peer, self.protocol, self.closed = loop, None, None, False
+
+    def write(self, data):
+        self.loop.call_soon(self.peer._receive, bytes(data))
+
+    def _receive(self, data):
+        while data and not self.closed:
+            buf = self.protocol.get_buffer(len(data))
+            n = min(len(buf), len(data))
+            buf[:n] = data[:n]
+            self.protocol.buffer_updated(n)
+            data = data[n:]
+
+    def is_closing(self):
+        return self.closed
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.loop.call_soon(self.protocol.connection_lost, None)
+
+    def _force_close(self, exc):
+        self.close()
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+
+def test_tls_layer_over_a_foreign_transport_uses_get_buffer(server_ctx, client_ctx):
+    from ferroloop import tls
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data.upper())
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        client_app = Recorder()
+        server = tls.new_ssl_protocol(loop, Echo(), server_ctx, None, server_side=True)
+        client = tls.new_ssl_protocol(loop, client_app, client_ctx, waiter,
+                                      server_hostname='localhost')
+        a, b = _MemoryTransport(loop), _MemoryTransport(loop)
+        a.peer, b.peer, a.protocol, b.protocol = b, a, client, server
+        server.connection_made(b)
+        client.connection_made(a)
+        await asyncio.wait_for(waiter, 10)
+        client_app.transport.write(b'hello ' * 10_000)
+        while len(client_app.data) < 60_000:
+            await asyncio.sleep(0.01)
+        version = client_app.transport.get_extra_info('ssl_object').version()
+        client_app.transport.close()    # close_notify both ways, then the loss
+        await asyncio.wait_for(client_app.lost, 10)
+        return bytes(client_app.data), version, client_app.events
+
+    data, version, events = ferroloop.run(asyncio.wait_for(main(), 10))
+    assert data == b'HELLO ' * 10_000
+    assert version.startswith('TLS')
+    assert events == ['made', 'data', 'eof', 'lost']
