@@ -325,23 +325,24 @@ class ConnectMixin:
         sock.setblocking(False)
         try:
             protocol = protocol_factory()
+            waiter = self.create_future()
+            if ssl:
+                sslcontext = None if isinstance(ssl, bool) else ssl
+                kwargs = {}
+                if ssl_handshake_timeout is not None:
+                    kwargs['ssl_handshake_timeout'] = ssl_handshake_timeout
+                if ssl_shutdown_timeout is not None:
+                    kwargs['ssl_shutdown_timeout'] = ssl_shutdown_timeout
+                transport = self._make_ssl_transport(
+                    sock, protocol, sslcontext, waiter, server_side=server_side,
+                    server_hostname=server_hostname, **kwargs)
+            else:
+                transport = self._make_socket_transport(sock, protocol, waiter)
         except BaseException:
-            # Nothing owns the socket yet: do not leave it to the collector.
+            # Nothing owns the socket yet (a failing protocol factory, TLS
+            # arguments refused): do not leave it to the collector.
             sock.close()
             raise
-        waiter = self.create_future()
-        if ssl:
-            sslcontext = None if isinstance(ssl, bool) else ssl
-            kwargs = {}
-            if ssl_handshake_timeout is not None:
-                kwargs['ssl_handshake_timeout'] = ssl_handshake_timeout
-            if ssl_shutdown_timeout is not None:
-                kwargs['ssl_shutdown_timeout'] = ssl_shutdown_timeout
-            transport = self._make_ssl_transport(
-                sock, protocol, sslcontext, waiter, server_side=server_side,
-                server_hostname=server_hostname, **kwargs)
-        else:
-            transport = self._make_socket_transport(sock, protocol, waiter)
 
         try:
             await waiter
