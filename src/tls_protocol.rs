@@ -171,6 +171,16 @@ fn is_exception(py: Python<'_>, e: &PyErr) -> bool {
     e.is_instance_of::<PyException>(py)
 }
 
+/// Lets go of a memoryview over one of our reused buffers. If anything else
+/// kept a reference, the view is released first, so it can no longer read
+/// memory that later data overwrites; usually ours is the only one.
+fn release_view(view: Bound<'_, PyAny>) -> PyResult<()> {
+    if unsafe { ffi::Py_REFCNT(view.as_ptr()) } > 1 {
+        view.call_method0(intern!(view.py(), "release"))?;
+    }
+    Ok(())
+}
+
 fn logger(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     // Looked up per call, like asyncio's module global: code may replace it.
     py.import("asyncio.sslproto")?.getattr("logger")
@@ -528,8 +538,7 @@ impl TLSProtocolCore {
             Bound::from_owned_ptr_or_err(py, ptr)?
         };
         let written = incoming.call_method1(py, intern!(py, "write"), (&view,));
-        // The view points into a reused buffer: make sure nothing keeps it.
-        view.call_method0(intern!(py, "release"))?;
+        release_view(view)?;
         written.map(drop)
     }
 
@@ -605,7 +614,7 @@ impl TLSProtocolCore {
                     Bound::from_owned_ptr_or_err(py, ptr)?
                 };
                 let got = io.call_method1(intern!(py, "read"), (MAX_SIZE - filled, &view));
-                view.call_method0(intern!(py, "release"))?;
+                release_view(view)?;
                 match got {
                     Ok(n) => {
                         let n: usize = n.extract()?;
