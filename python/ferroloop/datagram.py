@@ -15,12 +15,12 @@ import stat
 import sys
 import warnings
 
-from asyncio import futures, transports, trsock
+from asyncio import futures, transports
 # asyncio's own module logger, looked up per call as in connect.py.
 from asyncio import base_events as _logging_module
 
 from ._ferroloop import datagram_transport_core
-from .core_transport import CoreTransport, CoreWriteFlow, core_methods
+from .core_transport import CoreTransport, CoreWriteFlow, add_socket_extra, core_methods
 from .server import _set_reuseport
 
 _PY311 = sys.version_info >= (3, 11)
@@ -46,16 +46,7 @@ class DatagramTransport(CoreTransport, CoreWriteFlow, transports.Transport, tran
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
         super().__init__(extra)
         self._loop = loop
-        self._extra['socket'] = trsock.TransportSocket(sock)
-        try:
-            self._extra['sockname'] = sock.getsockname()
-        except OSError:
-            self._extra['sockname'] = None
-        if 'peername' not in self._extra:
-            try:
-                self._extra['peername'] = sock.getpeername()
-            except OSError:
-                self._extra['peername'] = None
+        add_socket_extra(self._extra, sock)
         self._sock_fd = sock.fileno()
         core = datagram_transport_core(loop, sock, self, protocol, address,
                                        bool(self._extra['peername']), self.max_size)

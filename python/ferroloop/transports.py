@@ -13,10 +13,10 @@ import socket
 import sys
 import warnings
 
-from asyncio import constants, futures, transports, trsock
+from asyncio import constants, futures, transports
 
 from ._ferroloop import stream_transport_core
-from .core_transport import CoreTransport, CoreWriteFlow, core_methods
+from .core_transport import CoreTransport, CoreWriteFlow, add_socket_extra, core_methods
 
 _WRITELINES_CHECKS = sys.version_info >= (3, 12)
 
@@ -51,16 +51,7 @@ class SocketTransport(CoreTransport, CoreWriteFlow, transports.Transport):
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
         super().__init__(extra)
         self._loop = loop
-        self._extra['socket'] = trsock.TransportSocket(sock)
-        try:
-            self._extra['sockname'] = sock.getsockname()
-        except OSError:
-            self._extra['sockname'] = None
-        if 'peername' not in self._extra:
-            try:
-                self._extra['peername'] = sock.getpeername()
-            except OSError:
-                self._extra['peername'] = None
+        add_socket_extra(self._extra, sock)
         self._sock_fd = sock.fileno()
         self._server = server
         core = stream_transport_core(loop, sock, self, protocol)
