@@ -87,3 +87,14 @@ class Recorder(asyncio.Protocol):
             self.events.append('lost')
         if not self.lost.done():
             self.lost.set_result(exc)
+
+
+async def recv_exactly(loop, sock, n):
+    """Exactly ``n`` bytes from ``sock`` through ``loop.sock_recv``."""
+    chunks, got = [], 0
+    while got < n:
+        chunk = await loop.sock_recv(sock, min(n - got, 256 * 1024))
+        assert chunk, f'peer closed after {got} of {n} bytes'
+        chunks.append(chunk)
+        got += len(chunk)
+    return b''.join(chunks)

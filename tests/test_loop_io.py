@@ -21,6 +21,7 @@ import time
 import pytest
 
 import ferroloop
+from support import recv_exactly
 
 LOOP_FACTORIES = {
     'ferroloop': ferroloop.new_event_loop,
@@ -138,15 +139,6 @@ def udp_socket(family=socket.AF_INET, host='127.0.0.1'):
     sock.setblocking(False)
     return sock
 
-
-async def recv_exactly(loop, sock, n):
-    chunks, got = [], 0
-    while got < n:
-        chunk = await loop.sock_recv(sock, min(n - got, 256 * 1024))
-        assert chunk, f'peer closed after {got} of {n} bytes'
-        chunks.append(chunk)
-        got += len(chunk)
-    return b''.join(chunks)
 
 
 class FdHolder:

@@ -19,7 +19,7 @@ import sys
 import time
 
 import pytest
-from support import TIMEOUT, Recorder, asyncio_since, needs_ipv6, run
+from support import TIMEOUT, Recorder, asyncio_since, needs_ipv6, recv_exactly, run
 
 import ferroloop
 
@@ -122,15 +122,6 @@ async def recv_until_eof(loop, sock, limit=256 * 1024 * 1024):
         got += len(chunk)
     return b''.join(chunks)
 
-
-async def recv_exactly(loop, sock, n):
-    chunks, got = [], 0
-    while got < n:
-        chunk = await loop.sock_recv(sock, min(262144, n - got))
-        assert chunk, f'peer closed after {got} of {n} bytes'
-        chunks.append(chunk)
-        got += len(chunk)
-    return b''.join(chunks)
 
 
 # -- create_connection -------------------------------------------------------------------

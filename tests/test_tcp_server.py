@@ -21,7 +21,7 @@ import warnings
 
 import pytest
 import ferroloop.server
-from support import TIMEOUT, asyncio_since, loops, needs_ipv6, run
+from support import TIMEOUT, asyncio_since, loops, needs_ipv6, recv_exactly, run
 
 PY313 = sys.version_info >= (3, 13)
 # wait_closed() waits for the connections from 3.12.1 on; ferroloop always does.
@@ -99,15 +99,6 @@ async def recv_until_eof(loop, sock, limit=64 * 1024 * 1024):
         got += len(chunk)
     return b''.join(chunks)
 
-
-async def recv_exactly(loop, sock, n):
-    chunks, got = [], 0
-    while got < n:
-        chunk = await loop.sock_recv(sock, min(65536, n - got))
-        assert chunk, f'peer closed after {got} of {n} bytes'
-        chunks.append(chunk)
-        got += len(chunk)
-    return b''.join(chunks)
 
 
 async def made(factory, n=1):
