@@ -11,49 +11,17 @@ import random
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parent.parent / 'examples'
-TIMEOUT = 60
-
+from example_runner import TIMEOUT, command, finish, read_listening_port, start_example
 
 def run_example(name, *args, timeout=TIMEOUT):
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(command(name, *args), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, (
         f'{name} exited with {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}')
     return proc.stdout.splitlines()
-
-
-def start_example(name, *args):
-    return subprocess.Popen([sys.executable, str(EXAMPLES / name), *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc):
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f'example did not exit by itself\nstdout:\n{out}\nstderr:\n{err}')
-    assert proc.returncode == 0, f'exit {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}'
-    return out.splitlines()
-
-
-def read_listening_port(proc):
-    line = proc.stdout.readline()
-    match = re.fullmatch(r'listening on 127\.0\.0\.1:(\d+)', line.strip())
-    if match is None:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f'unexpected first line {line!r}\nstdout:\n{out}\nstderr:\n{err}')
-    return int(match.group(1))
 
 
 def recv_exactly(sock, n):

@@ -11,18 +11,9 @@ import random
 import re
 import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parent.parent / 'examples'
-TIMEOUT = 60
-
-
-def command(name, *args):
-    return [sys.executable, str(EXAMPLES / name), *map(str, args)]
-
+from example_runner import TIMEOUT, command, finish, read_listening_port, start_example
 
 def run_example(name, *args, expect_status=0):
     proc = subprocess.run(command(name, *args), capture_output=True, text=True, timeout=TIMEOUT)
@@ -31,38 +22,12 @@ def run_example(name, *args, expect_status=0):
     return proc.stdout.splitlines()
 
 
-def start_example(name, *args):
-    return subprocess.Popen(command(name, *args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc):
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f'example did not exit by itself\nstdout:\n{out}\nstderr:\n{err}')
-    assert proc.returncode == 0, f'exit {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}'
-    return out.splitlines()
-
-
-def listening_port(proc):
-    line = proc.stdout.readline()
-    match = re.fullmatch(r'listening on 127\.0\.0\.1:(\d+)', line.strip())
-    if match is None:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f'unexpected first line {line!r}\nstdout:\n{out}\nstderr:\n{err}')
-    return int(match.group(1))
-
-
 # -- udp_echo.py ----------------------------------------------------------------------
 
 def test_udp_echo_server_answers_a_plain_socket_then_exits():
     server = start_example('udp_echo.py', 'server', '--count', 20)
     try:
-        port = listening_port(server)
+        port = read_listening_port(server)
         total = 0
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.settimeout(5)
@@ -83,7 +48,7 @@ def test_udp_echo_server_answers_a_plain_socket_then_exits():
 def test_udp_echo_client_and_server_processes():
     server = start_example('udp_echo.py', 'server', '--count', 50)
     try:
-        port = listening_port(server)
+        port = read_listening_port(server)
         client_lines = run_example('udp_echo.py', 'client', '--port', port, '--count', 50)
         assert client_lines == ['client: 50/50 echoes OK']
         server_lines = finish(server)

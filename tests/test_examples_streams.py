@@ -13,19 +13,12 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / 'examples'
-TIMEOUT = 60
-
-
-def command(name, *args):
-    return [sys.executable, str(EXAMPLES / name), *map(str, args)]
-
+import example_runner
+from example_runner import TIMEOUT, command, read_listening_port, start_example
 
 def run_example(name, *args, expect_status=0):
     proc = subprocess.run(command(name, *args), capture_output=True, timeout=TIMEOUT)
@@ -35,31 +28,9 @@ def run_example(name, *args, expect_status=0):
     return proc
 
 
-def start_example(name, *args):
-    return subprocess.Popen(command(name, *args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
 def finish(proc):
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f'example did not exit by itself\nstdout:\n{out}\nstderr:\n{err}')
-    assert proc.returncode == 0, f'exit {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}'
-    assert 'Traceback' not in err, err
-    return out.splitlines()
-
-
-def read_listening_port(proc):
-    line = proc.stdout.readline()
-    match = re.fullmatch(r'listening on 127\.0\.0\.1:(\d+)', line.strip())
-    if match is None:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f'unexpected first line {line!r}\nstdout:\n{out}\nstderr:\n{err}')
-    return int(match.group(1))
+    # These examples must also exit without a traceback on stderr.
+    return example_runner.finish(proc, no_traceback=True)
 
 
 def recv_until_eof(sock):
