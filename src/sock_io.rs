@@ -48,6 +48,14 @@ pub fn try_recv(py: Python<'_>, fd: RawFd, n: usize) -> Attempt<Py<PyAny>> {
     }
 }
 
+/// How many bytes the socket holds ready to read (FIONREAD); 0 when it
+/// cannot tell.
+pub fn pending_bytes(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    if r < 0 { 0 } else { n.max(0) as usize }
+}
+
 /// One `send` of `data`, returning how much went out.
 pub fn try_send(py: Python<'_>, fd: RawFd, data: &[u8]) -> Attempt<usize> {
     let sent = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
@@ -153,5 +161,35 @@ pub fn recv_pooled(py: Python<'_>, fd: RawFd, size: usize) -> Attempt<Py<PyAny>>
         Attempt::Done(Ok(data)) => Attempt::Done(data),
         Attempt::Done(Err(e)) | Attempt::Failed(e) => Attempt::Failed(e),
         Attempt::NotReady => Attempt::NotReady,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pending_bytes;
+
+    fn socketpair() -> (i32, i32) {
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) }, 0);
+        (fds[0], fds[1])
+    }
+
+    #[test]
+    fn pending_bytes_counts_what_waits_to_be_read() {
+        let (a, b) = socketpair();
+        assert_eq!(pending_bytes(a), 0);
+        let data = [7u8; 5000];
+        assert_eq!(unsafe { libc::write(b, data.as_ptr().cast(), data.len()) }, 5000);
+        assert_eq!(pending_bytes(a), 5000);
+        let mut buf = [0u8; 1000];
+        assert_eq!(unsafe { libc::read(a, buf.as_mut_ptr().cast(), buf.len()) }, 1000);
+        assert_eq!(pending_bytes(a), 4000);
+        unsafe { libc::close(a) };
+        unsafe { libc::close(b) };
+    }
+
+    #[test]
+    fn pending_bytes_is_zero_for_a_bad_fd() {
+        assert_eq!(pending_bytes(-1), 0);
     }
 }

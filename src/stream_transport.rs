@@ -13,7 +13,7 @@ use crate::handle::{is_fatal, Handle, NativeCallback};
 use crate::transport_core::{Closing, ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
-use crate::sock_io::{recv_pooled, recv_with, try_recv, try_send, Attempt, HeldBuffer};
+use crate::sock_io::{pending_bytes, recv_pooled, recv_with, try_recv, try_send, Attempt, HeldBuffer};
 use crate::tls_protocol::TLSProtocolCore;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
@@ -31,6 +31,10 @@ use std::os::fd::RawFd;
 /// bulk throughput.
 const MAX_SIZE: usize = 256 * 1024;
 const SMALL_READ_SIZE: usize = 128 * 1024;
+/// After a read this large, the next one asks the kernel how much is
+/// waiting and reads exactly that straight into its bytes: one FIONREAD
+/// costs less than copying such a read out of the reused buffer.
+const LARGE_READ: usize = 32 * 1024;
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
@@ -64,6 +68,8 @@ struct State {
     reading: bool,
     writing: bool,
     read_size: usize,
+    /// The last read got at least LARGE_READ bytes.
+    large: bool,
 }
 
 impl State {
@@ -184,10 +190,18 @@ impl StreamTransportCore {
         if buffered {
             return Self::read_into_protocol_buffer(slf);
         }
-        let size = this.st.with(py, |s| s.read_size);
+        let (size, large) = this.st.with(py, |s| (s.read_size, s.large));
         // In bulk (reads fill the buffer) the data lands straight in its
-        // bytes; otherwise it is copied out of the reused buffer.
-        let attempt = if size == MAX_SIZE { try_recv(py, this.fd, size) } else { recv_pooled(py, this.fd, size) };
+        // bytes, and so do large messages, read at their exact size; small
+        // ones are copied out of the reused buffer.
+        let attempt = if size == MAX_SIZE {
+            try_recv(py, this.fd, size)
+        } else {
+            match if large { pending_bytes(this.fd) } else { 0 } {
+                n if n >= LARGE_READ => try_recv(py, this.fd, n.min(size)),
+                _ => recv_pooled(py, this.fd, size),
+            }
+        };
         match attempt {
             Attempt::NotReady => Ok(()),
             Attempt::Failed(e) => this.fatal(py, e, "Fatal read error on socket transport"),
@@ -196,7 +210,10 @@ impl StreamTransportCore {
                 if got == 0 {
                     return Self::on_eof(slf);
                 }
-                this.st.with(py, |s| s.read_size = if got == size { MAX_SIZE } else { SMALL_READ_SIZE });
+                this.st.with(py, |s| {
+                    s.read_size = if got == size { MAX_SIZE } else { SMALL_READ_SIZE };
+                    s.large = got >= LARGE_READ;
+                });
                 let result = match field!(this, py, data_received) {
                     // One-argument vectorcall: no argument tuple per read.
                     Some(cb) => unsafe {
@@ -618,6 +635,7 @@ fn stream_transport_core(
         transport: Some(transport.clone().unbind()),
         flow: FlowControl::default(),
         read_size: SMALL_READ_SIZE,
+        large: false,
         ..State::default()
     };
     let core = Py::new(py, StreamTransportCore { loop_: loop_.clone().unbind(), fd, st: GilCell::new(state) })?;

@@ -106,6 +106,34 @@ def test_data_both_ways_then_peer_eof_closes(loop, pair):
     assert tr.is_closing()
 
 
+def test_large_and_small_messages_arrive_whole_then_eof(loop, pair):
+    # After a large read the transport reads at the size the kernel reports
+    # waiting; small messages, and end of stream, must still come through.
+    a, b = pair
+    seen_types = set()
+
+    class Typed(Recorder):
+        def data_received(self, data):
+            seen_types.add(type(data))
+            super().data_received(data)
+
+    proto = Typed(loop)
+    make(loop, a, proto)
+    expected = bytearray()
+    for i, size in enumerate([40_000, 100 * 1024, 1, 70_000, 300 * 1024, 5, 33 * 1024]):
+        message = bytes((i * 7 + j) % 251 for j in range(size))
+        expected += message
+        # From a thread: a Unix socket pair buffers less than 300 KiB.
+        sent = loop.run_in_executor(None, b.sendall, message)
+        spin(loop, lambda: len(proto.data) == len(expected))
+        loop.run_until_complete(sent)
+        assert proto.data == expected
+    b.shutdown(socket.SHUT_WR)
+    assert loop.run_until_complete(proto.lost) is None
+    assert proto.events == ['made', 'data', 'eof', ('lost', None)]
+    assert seen_types == {bytes}
+
+
 def test_eof_received_true_keeps_the_transport_writable(loop, pair):
     a, b = pair
     proto = Recorder(loop, eof_keep_open=True)
