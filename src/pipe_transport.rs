@@ -20,7 +20,7 @@ use crate::handle::{is_fatal, Handle, NativeCallback};
 use crate::transport_core::{ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
-use crate::sock_io::{errno, would_block, Attempt, HeldBuffer};
+use crate::sock_io::{errno, read_sized, would_block, Attempt, HeldBuffer};
 use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
@@ -33,65 +33,9 @@ const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 /// The kernel's default pipe capacity.
 const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
 
-thread_local! {
-    /// Reads land here and are copied into an exactly sized bytes: a fresh
-    /// 256 KiB block per read would be mapped and faulted in every time.
-    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-unsafe extern "C" {
-    // Public in CPython's C API, not re-exported by pyo3-ffi.
-    fn _PyBytes_Resize(bytes: *mut *mut pyo3::ffi::PyObject, newsize: pyo3::ffi::Py_ssize_t) -> std::os::raw::c_int;
-}
-
-/// Reads of at least this much go straight into their bytes object when the
-/// kernel says how much is waiting (`FIONREAD`), saving the copy out of the
-/// reused buffer.
-const DIRECT_MIN: usize = 32 * 1024;
-
-/// `os.read(fd, size)` into a bytes of the size the kernel has waiting.
-fn read_direct(py: Python<'_>, fd: RawFd, size: usize) -> Option<Attempt<Py<PyAny>>> {
-    let mut avail: libc::c_int = 0;
-    if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut avail) } < 0 || (avail as usize) < DIRECT_MIN {
-        return None;
-    }
-    let want = (avail as usize).min(size);
-    unsafe {
-        use pyo3::ffi;
-        let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), want as ffi::Py_ssize_t);
-        if obj.is_null() {
-            return Some(Attempt::Failed(PyErr::fetch(py)));
-        }
-        let n = libc::read(fd, ffi::PyBytes_AsString(obj).cast(), want);
-        if n < 0 {
-            let e = errno();
-            ffi::Py_DECREF(obj);
-            return Some(if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) });
-        }
-        if (n as usize) != want && _PyBytes_Resize(&mut obj, n as ffi::Py_ssize_t) < 0 {
-            return Some(Attempt::Failed(PyErr::fetch(py)));
-        }
-        Some(Attempt::Done(Bound::from_owned_ptr(py, obj).unbind()))
-    }
-}
-
 /// `os.read(fd, size)`: bytes (empty at end of file), or not ready.
 fn read_bytes(py: Python<'_>, fd: RawFd, size: usize) -> Attempt<Py<PyAny>> {
-    if let Some(done) = read_direct(py, fd, size) {
-        return done;
-    }
-    READ_BUF.with(|b| {
-        let mut buf = b.borrow_mut();
-        if buf.len() < size {
-            buf.resize(size, 0);
-        }
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), size) };
-        if n < 0 {
-            let e = errno();
-            return if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) };
-        }
-        Attempt::Done(PyBytes::new(py, &buf[..n as usize]).into_any().unbind())
-    })
+    read_sized(py, fd, size, true, |buf, len| unsafe { libc::read(fd, buf, len) })
 }
 
 /// `os.write(fd, data)`: how much went out, or not ready.

@@ -5,6 +5,7 @@
 use crate::os_error;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 use std::os::fd::RawFd;
 
 unsafe extern "C" {
@@ -28,24 +29,45 @@ pub enum Attempt<T> {
     Failed(PyErr),
 }
 
-/// `recv(fd, n)` into a new bytes object, as `socket.recv` does.
-pub fn try_recv(py: Python<'_>, fd: RawFd, n: usize) -> Attempt<Py<PyAny>> {
+/// Reads at least this large go straight into their bytes object when the
+/// kernel says how much is waiting (`pending_bytes`): one FIONREAD costs
+/// less than copying such a read out of the reused buffer.
+pub const DIRECT_READ_MIN: usize = 32 * 1024;
+
+/// What a read syscall returned: an error, "not ready", or `got` bytes,
+/// handed to `done`.
+fn read_outcome<T>(py: Python<'_>, got: isize, done: impl FnOnce(usize) -> Attempt<T>) -> Attempt<T> {
+    if got < 0 {
+        let e = errno();
+        return if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) };
+    }
+    done(got as usize)
+}
+
+/// Reads up to `n` bytes with `read` into a new bytes object, shrunk to what
+/// arrived (empty at end of stream).
+pub fn read_new_bytes(py: Python<'_>, n: usize, read: impl FnOnce(*mut libc::c_void, usize) -> isize) -> Attempt<Py<PyAny>> {
     unsafe {
         let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as ffi::Py_ssize_t);
         if obj.is_null() {
             return Attempt::Failed(PyErr::fetch(py));
         }
-        let got = libc::recv(fd, ffi::PyBytes_AsString(obj).cast(), n, libc::MSG_DONTWAIT);
+        let got = read(ffi::PyBytes_AsString(obj).cast(), n);
         if got < 0 {
-            let e = errno();
             ffi::Py_DECREF(obj);
-            return if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) };
         }
-        if (got as usize) != n && _PyBytes_Resize(&mut obj, got as ffi::Py_ssize_t) < 0 {
-            return Attempt::Failed(PyErr::fetch(py));
-        }
-        Attempt::Done(Bound::from_owned_ptr(py, obj).unbind())
+        read_outcome(py, got, |got| {
+            if got != n && _PyBytes_Resize(&mut obj, got as ffi::Py_ssize_t) < 0 {
+                return Attempt::Failed(PyErr::fetch(py));
+            }
+            Attempt::Done(Bound::from_owned_ptr(py, obj).unbind())
+        })
     }
+}
+
+/// `recv(fd, n)` into a new bytes object, as `socket.recv` does.
+pub fn try_recv(py: Python<'_>, fd: RawFd, n: usize) -> Attempt<Py<PyAny>> {
+    read_new_bytes(py, n, |buf, len| unsafe { libc::recv(fd, buf, len, libc::MSG_DONTWAIT) })
 }
 
 /// How many bytes the socket holds ready to read (FIONREAD); 0 when it
@@ -127,40 +149,50 @@ thread_local! {
     static SPARE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `recv(fd, size)` into the reused buffer; `f` sees what arrived (empty at
-/// end of stream) and must not call back into Python code that reads.
-pub fn recv_with<R>(py: Python<'_>, fd: RawFd, size: usize, f: impl FnOnce(&[u8]) -> R) -> Attempt<R> {
+/// Reads up to `size` bytes with `read` into the reused buffer; `f` sees
+/// what arrived (empty at end of stream) and must not call back into Python
+/// code that reads.
+pub fn read_spare<R>(
+    py: Python<'_>,
+    size: usize,
+    read: impl FnOnce(*mut libc::c_void, usize) -> isize,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Attempt<R> {
     SPARE.with(|spare| {
         let mut buf = spare.borrow_mut();
         if buf.len() < size {
             buf.resize(size, 0);
         }
-        let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), size, libc::MSG_DONTWAIT) };
-        if got < 0 {
-            let e = errno();
-            return if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) };
-        }
-        Attempt::Done(f(&buf[..got as usize]))
+        let got = read(buf.as_mut_ptr().cast(), size);
+        read_outcome(py, got, |got| Attempt::Done(f(&buf[..got])))
     })
 }
 
-/// `recv(fd, size)` into bytes (empty at end of stream), as a stream
-/// transport's read does. The data lands in a reused buffer and is copied
-/// into an exactly sized bytes: allocating `size` bytes per read and
-/// shrinking it costs more (large blocks come from mmap, so every read would
-/// map, remap and fault fresh pages) than the copy.
-pub fn recv_pooled(py: Python<'_>, fd: RawFd, size: usize) -> Attempt<Py<PyAny>> {
-    match recv_with(py, fd, size, |data| unsafe {
-        let obj = ffi::PyBytes_FromStringAndSize(data.as_ptr().cast(), data.len() as ffi::Py_ssize_t);
-        if obj.is_null() {
-            Err(PyErr::fetch(py))
-        } else {
-            Ok(Bound::from_owned_ptr(py, obj).unbind())
-        }
-    }) {
-        Attempt::Done(Ok(data)) => Attempt::Done(data),
-        Attempt::Done(Err(e)) | Attempt::Failed(e) => Attempt::Failed(e),
-        Attempt::NotReady => Attempt::NotReady,
+/// `recv(fd, size)` into the reused buffer, as `read_spare`.
+pub fn recv_with<R>(py: Python<'_>, fd: RawFd, size: usize, f: impl FnOnce(&[u8]) -> R) -> Attempt<R> {
+    read_spare(py, size, |buf, len| unsafe { libc::recv(fd, buf, len, libc::MSG_DONTWAIT) }, f)
+}
+
+/// Up to `size` bytes with `read` into an exactly sized bytes (empty at end
+/// of stream): straight into it when `direct` and at least DIRECT_READ_MIN
+/// bytes wait on `fd`, else copied out of the reused buffer. Allocating
+/// `size` bytes per read and shrinking it costs more than the copy (large
+/// blocks come from mmap, so every read would map, remap and fault fresh
+/// pages).
+pub fn read_sized(
+    py: Python<'_>,
+    fd: RawFd,
+    size: usize,
+    direct: bool,
+    read: impl FnOnce(*mut libc::c_void, usize) -> isize,
+) -> Attempt<Py<PyAny>> {
+    match if direct { pending_bytes(fd) } else { 0 } {
+        n if n >= DIRECT_READ_MIN => read_new_bytes(py, n.min(size), read),
+        _ => match read_spare(py, size, read, |data| PyBytes::new(py, data).into_any().unbind()) {
+            Attempt::Done(data) => Attempt::Done(data),
+            Attempt::Failed(e) => Attempt::Failed(e),
+            Attempt::NotReady => Attempt::NotReady,
+        },
     }
 }
 

@@ -13,7 +13,7 @@ use crate::handle::{is_fatal, Handle, NativeCallback};
 use crate::transport_core::{Closing, ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
-use crate::sock_io::{pending_bytes, recv_pooled, recv_with, try_recv, try_send, Attempt, HeldBuffer};
+use crate::sock_io::{read_sized, recv_with, try_recv, try_send, Attempt, HeldBuffer, DIRECT_READ_MIN};
 use crate::tls_protocol::TLSProtocolCore;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
@@ -31,10 +31,6 @@ use std::os::fd::RawFd;
 /// bulk throughput.
 const MAX_SIZE: usize = 256 * 1024;
 const SMALL_READ_SIZE: usize = 128 * 1024;
-/// After a read this large, the next one asks the kernel how much is
-/// waiting and reads exactly that straight into its bytes: one FIONREAD
-/// costs less than copying such a read out of the reused buffer.
-const LARGE_READ: usize = 32 * 1024;
 /// asyncio's `constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 
@@ -68,7 +64,8 @@ struct State {
     reading: bool,
     writing: bool,
     read_size: usize,
-    /// The last read got at least LARGE_READ bytes.
+    /// The last read got at least DIRECT_READ_MIN bytes: the next asks how
+    /// much waits, to read it straight into its bytes.
     large: bool,
 }
 
@@ -194,13 +191,11 @@ impl StreamTransportCore {
         // In bulk (reads fill the buffer) the data lands straight in its
         // bytes, and so do large messages, read at their exact size; small
         // ones are copied out of the reused buffer.
+        let fd = this.fd;
         let attempt = if size == MAX_SIZE {
-            try_recv(py, this.fd, size)
+            try_recv(py, fd, size)
         } else {
-            match if large { pending_bytes(this.fd) } else { 0 } {
-                n if n >= LARGE_READ => try_recv(py, this.fd, n.min(size)),
-                _ => recv_pooled(py, this.fd, size),
-            }
+            read_sized(py, fd, size, large, |buf, len| unsafe { libc::recv(fd, buf, len, libc::MSG_DONTWAIT) })
         };
         match attempt {
             Attempt::NotReady => Ok(()),
@@ -212,7 +207,7 @@ impl StreamTransportCore {
                 }
                 this.st.with(py, |s| {
                     s.read_size = if got == size { MAX_SIZE } else { SMALL_READ_SIZE };
-                    s.large = got >= LARGE_READ;
+                    s.large = got >= DIRECT_READ_MIN;
                 });
                 let result = match field!(this, py, data_received) {
                     // One-argument vectorcall: no argument tuple per read.
