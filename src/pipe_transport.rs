@@ -18,9 +18,8 @@ use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::{is_fatal, Handle, NativeCallback};
 use crate::transport_core::{ReadControl, WriteFlow};
-use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
-use crate::sock_io::{errno, read_sized, would_block, Attempt, HeldBuffer};
+use crate::sock_io::{outcome, read_sized, Attempt, HeldBuffer};
 use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
@@ -40,16 +39,7 @@ fn read_bytes(py: Python<'_>, fd: RawFd, size: usize) -> Attempt<Py<PyAny>> {
 
 /// `os.write(fd, data)`: how much went out, or not ready.
 fn write_some(py: Python<'_>, fd: RawFd, data: &[u8]) -> Attempt<usize> {
-    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-    if n >= 0 {
-        return Attempt::Done(n as usize);
-    }
-    let e = errno();
-    if would_block(e) {
-        Attempt::NotReady
-    } else {
-        Attempt::Failed(os_error::from_errno(py, e))
-    }
+    outcome(py, unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) })
 }
 
 /// Pending writes of ≥ this size from an immutable `bytes` are kept by
@@ -176,16 +166,7 @@ fn immutable_owner(data: &Bound<'_, PyAny>, rest: &[u8]) -> Option<Py<PyAny>> {
 fn write_queue(py: Python<'_>, fd: RawFd, q: &WriteQueue) -> Attempt<usize> {
     let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
     let n = q.iovecs(&mut iov);
-    let sent = unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) };
-    if sent >= 0 {
-        return Attempt::Done(sent as usize);
-    }
-    let e = errno();
-    if would_block(e) {
-        Attempt::NotReady
-    } else {
-        Attempt::Failed(os_error::from_errno(py, e))
-    }
+    outcome(py, unsafe { libc::writev(fd, iov.as_ptr(), n as libc::c_int) })
 }
 
 /// Pipes to a child grow to this when they fill up (see `_allow_growth`).

@@ -34,14 +34,27 @@ pub enum Attempt<T> {
 /// less than copying such a read out of the reused buffer.
 pub const DIRECT_READ_MIN: usize = 32 * 1024;
 
-/// What a read syscall returned: an error, "not ready", or `got` bytes,
-/// handed to `done`.
-fn read_outcome<T>(py: Python<'_>, got: isize, done: impl FnOnce(usize) -> Attempt<T>) -> Attempt<T> {
-    if got < 0 {
-        let e = errno();
-        return if would_block(e) { Attempt::NotReady } else { Attempt::Failed(os_error::from_errno(py, e)) };
+/// What a read or write syscall returned: how many bytes, "not ready", or
+/// the OSError the `socket` / `os` module would raise.
+pub fn outcome(py: Python<'_>, ret: isize) -> Attempt<usize> {
+    if ret >= 0 {
+        return Attempt::Done(ret as usize);
     }
-    done(got as usize)
+    let e = errno();
+    if would_block(e) {
+        Attempt::NotReady
+    } else {
+        Attempt::Failed(os_error::from_errno(py, e))
+    }
+}
+
+/// `outcome`, with the bytes count handed to `done`.
+fn read_outcome<T>(py: Python<'_>, got: isize, done: impl FnOnce(usize) -> Attempt<T>) -> Attempt<T> {
+    match outcome(py, got) {
+        Attempt::Done(n) => done(n),
+        Attempt::NotReady => Attempt::NotReady,
+        Attempt::Failed(e) => Attempt::Failed(e),
+    }
 }
 
 /// Reads up to `n` bytes with `read` into a new bytes object, shrunk to what
@@ -80,16 +93,7 @@ pub fn pending_bytes(fd: RawFd) -> usize {
 
 /// One `send` of `data`, returning how much went out.
 pub fn try_send(py: Python<'_>, fd: RawFd, data: &[u8]) -> Attempt<usize> {
-    let sent = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    if sent >= 0 {
-        return Attempt::Done(sent as usize);
-    }
-    let e = errno();
-    if would_block(e) {
-        Attempt::NotReady
-    } else {
-        Attempt::Failed(os_error::from_errno(py, e))
-    }
+    outcome(py, unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
 }
 
 /// A held buffer export (bytes, bytearray, memoryview, array…).
