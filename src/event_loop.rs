@@ -121,13 +121,33 @@ pub struct LoopCore {
     /// Fds with a reader or writer, plus one while signal handlers are set:
     /// with none, a non-blocking poll could report nothing and is skipped.
     watched: GilCell<usize>,
+    /// Finished plain handles kept for reuse (`Handle::recycle`). They hold
+    /// no reference to the loop, and closing the loop frees them.
+    spare: GilCell<Vec<Py<Handle>>>,
     clock_resolution: f64,
 }
+
+/// At most this many spare handles per loop (about 4 MiB): enough for a
+/// burst of callbacks as large as a server with ten thousand connections
+/// queues in one iteration.
+const SPARE_MAX: usize = 32 * 1024;
 
 impl LoopCore {
     #[inline]
     pub fn debug(&self, py: Python<'_>) -> bool {
         self.debug.get(py)
+    }
+
+    pub fn take_spare(&self, py: Python<'_>) -> Option<Py<Handle>> {
+        self.spare.with(py, Vec::pop)
+    }
+
+    pub fn can_keep_spare(&self, py: Python<'_>) -> bool {
+        !self.closed.get(py) && self.spare.with(py, |s| s.len() < SPARE_MAX)
+    }
+
+    pub fn keep_spare(&self, py: Python<'_>, h: Py<Handle>) {
+        self.spare.with(py, |s| s.push(h));
     }
 
     /// A scheduled timer was cancelled (asyncio's `_timer_handle_cancelled`).
@@ -291,7 +311,7 @@ impl LoopCore {
         this.timers.with(py, |t| t.drop_cancelled(|h| h.get().is_cancelled(py), |h| dropped.push(h)));
         for h in dropped {
             h.get().set_scheduled(py, false);
-            Handle::release_queued(h);
+            Handle::release_queued(py, h);
         }
 
         // A handler tripped with no real signal (PyErr_SetInterrupt,
@@ -376,7 +396,7 @@ impl LoopCore {
             let Some(h) = this.ready.with(py, |r| r.pop_front()) else { break };
             let hb = h.bind(py);
             if hb.get().is_cancelled(py) {
-                Handle::release_queued(h);
+                Handle::release_queued(py, h);
                 continue;
             }
             let outcome = if this.debug.get(py) {
@@ -392,7 +412,7 @@ impl LoopCore {
             } else {
                 Handle::run(hb)
             };
-            Handle::release_queued(h);
+            Handle::release_queued(py, h);
             if let Err(RunError::Fatal(e)) = outcome {
                 return Err(e);
             }
@@ -428,7 +448,7 @@ impl LoopCore {
             let timers = self.timers.with(py, |t| t.drain());
             let fds = self.fds.with(py, std::mem::take);
             let rest = (self.task_factory.take(py), self.current_handle.take(py));
-            ready.into_iter().chain(timers).for_each(Handle::release_queued);
+            ready.into_iter().chain(timers).for_each(|h| Handle::release_queued(py, h));
             drop((fds, rest));
         })
     }
@@ -459,6 +479,7 @@ impl LoopCore {
             current_handle: GilCell::new(None),
             task_factory: GilCell::new(None),
             watched: GilCell::new(0),
+            spare: GilCell::new(Vec::new()),
             clock_resolution: clock_resolution(),
         })
     }
@@ -658,8 +679,9 @@ impl LoopCore {
         let fds = self.fds.with(py, std::mem::take);
         let poller = self.poller.take(py);
         let waker = self.waker.take(py);
-        ready.into_iter().chain(timers).for_each(Handle::release_queued);
-        drop((fds, poller, waker));
+        ready.into_iter().chain(timers).for_each(|h| Handle::release_queued(py, h));
+        let spare = self.spare.with(py, std::mem::take);
+        drop((fds, poller, waker, spare));
     }
 
     /// A handle not scheduled anywhere yet (signal handlers keep one each).

@@ -13,7 +13,6 @@ use pyo3::types::{PyDict, PyTuple};
 use pyo3::sync::PyOnceLock;
 use pyo3::pyclass::boolean_struct::True;
 use pyo3::{PyClass, PyClassInitializer, PyTraverseError, PyVisit};
-use std::mem::ManuallyDrop;
 
 static ASYNCIO_HANDLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static ASYNCIO_TIMER_HANDLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -42,8 +41,9 @@ pub struct Handle {
     args: GilCell<Option<Py<PyTuple>>>,
     /// `None` only for the loop's own native callbacks, which run no user
     /// code directly and so need no context entered.
-    context: Option<Py<PyAny>>,
-    loop_: ManuallyDrop<Py<LoopCore>>,
+    context: GilCell<Option<Py<PyAny>>>,
+    /// `None` only while the handle waits in the spare pool.
+    loop_: GilCell<Option<Py<LoopCore>>>,
     cancelled: GilCell<bool>,
     /// Kept on cancel in debug mode, so slow-callback warnings still name it.
     repr: GilCell<Option<Py<PyAny>>>,
@@ -53,12 +53,20 @@ pub struct Handle {
     /// A timer handle that is in the loop's timer heap.
     scheduled: GilCell<bool>,
     /// The context is our own copy of the caller's, seen by nothing else.
-    copied_context: bool,
+    copied_context: GilCell<bool>,
     /// The arguments tuple was taken out of the GC's sight while queued.
     untracked_args: GilCell<bool>,
     /// For the loop's own native callbacks: runs the callback object
     /// straight from Rust, without Python's call protocol.
     native: Option<fn(&Bound<'_, PyAny>) -> PyResult<()>>,
+}
+
+/// Releases a reference with the GIL held (as everywhere in this file),
+/// skipping the GIL check PyO3 makes for every owned reference it drops.
+fn decref<T>(p: Option<Py<T>>) {
+    if let Some(p) = p {
+        unsafe { ffi::Py_DECREF(p.into_ptr()) }
+    }
 }
 
 /// A native callback object (a transport's reader or writer, a pending
@@ -102,14 +110,14 @@ impl Handle {
         let h = Handle {
             callback: GilCell::new(Some(callback)),
             args: GilCell::new(Some(args)),
-            context,
-            loop_: ManuallyDrop::new(loop_),
+            context: GilCell::new(context),
+            loop_: GilCell::new(Some(loop_)),
             cancelled: GilCell::new(false),
             repr: GilCell::new(None),
             source_traceback: GilCell::new(None),
             when,
             scheduled: GilCell::new(false),
-            copied_context,
+            copied_context: GilCell::new(copied_context),
             untracked_args: GilCell::new(false),
             native: None,
         };
@@ -129,13 +137,85 @@ impl Handle {
         args: Py<PyTuple>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        Py::new(py, Self::build(py, loop_, callback, args, context, None)?)
+        let spare = loop_.get().take_spare(py);
+        let fresh = Self::build(py, loop_, callback, args, context, None)?;
+        let Some(h) = spare else {
+            return Py::new(py, fresh);
+        };
+        h.get().refill(py, fresh);
+        // SAFETY: a spare is untracked, and new handles are tracked.
+        unsafe { ffi::PyObject_GC_Track(h.as_ptr().cast()) };
+        Ok(h)
+    }
+
+    /// The loop this handle belongs to.
+    fn owner(&self, _py: Python<'_>) -> &Py<LoopCore> {
+        // SAFETY: GIL held; the cell is only written while the handle sits
+        // in the spare pool, where nothing else can reach it.
+        unsafe { (*self.loop_.raw()).as_ref() }.expect("a handle in use has its loop")
+    }
+
+    /// Moves a freshly built handle's contents into this spare one.
+    fn refill(&self, py: Python<'_>, mut fresh: Handle) {
+        self.callback.replace(py, fresh.callback.get_mut().take());
+        self.args.replace(py, fresh.args.get_mut().take());
+        self.context.replace(py, fresh.context.get_mut().take());
+        self.loop_.replace(py, fresh.loop_.get_mut().take());
+        self.source_traceback.replace(py, fresh.source_traceback.get_mut().take());
+        self.copied_context.set(py, *fresh.copied_context.get_mut());
+    }
+
+    /// Keeps a finished plain handle that nothing else refers to for the
+    /// next `call_soon`, instead of freeing it: allocating, initialising and
+    /// freeing the object is most of what a callback costs the loop.
+    /// Returns the handle back when it cannot be kept.
+    fn recycle(py: Python<'_>, h: Py<Handle>) -> Option<Py<Handle>> {
+        let p = h.as_ptr();
+        let this = h.get();
+        // SAFETY: GIL held; `p` is a live Handle (or subclass) instance.
+        let keep = unsafe {
+            ffi::Py_REFCNT(p) == 1
+                && ffi::Py_TYPE(p) == <Handle as pyo3::PyTypeInfo>::type_object_raw(py)
+                && this.when.is_none()
+                && this.native.is_none()
+                && (*p.cast::<u8>().offset((*ffi::Py_TYPE(p)).tp_weaklistoffset).cast::<*mut ffi::PyObject>()).is_null()
+        };
+        if !keep || !this.owner(py).get().can_keep_spare(py) {
+            return Some(h);
+        }
+        let old = (
+            this.callback.take(py),
+            this.args.take(py),
+            this.context.take(py),
+            this.repr.take(py),
+            this.source_traceback.take(py),
+        );
+        let owner = this.loop_.take(py).expect("a handle in use has its loop");
+        this.cancelled.set(py, false);
+        this.copied_context.set(py, false);
+        this.untracked_args.set(py, false);
+        // SAFETY: GIL held.
+        unsafe {
+            if ffi::PyObject_GC_IsTracked(p) != 0 {
+                ffi::PyObject_GC_UnTrack(p.cast());
+            }
+        }
+        owner.get().keep_spare(py, h);
+        decref(Some(owner));
+        // Last: releasing these may run arbitrary Python code.
+        let (callback, args, context, repr, source_traceback) = old;
+        decref(callback);
+        decref(args);
+        decref(context);
+        decref(repr);
+        decref(source_traceback);
+        None
     }
 
     /// A handle for one of the loop's own native callbacks (no context).
     pub fn new_native<T: NativeCallback>(py: Python<'_>, loop_: Py<LoopCore>, callback: Py<T>) -> PyResult<Py<Handle>> {
         let mut h = Self::build(py, loop_, callback.into_any(), PyTuple::empty(py).unbind(), None, None)?;
-        h.context = None;
+        *h.context.get_mut() = None;
         h.native = Some(fire_native::<T>);
         Py::new(py, h)
     }
@@ -164,7 +244,7 @@ impl Handle {
         let this = h.get();
         unsafe {
             ffi::PyObject_GC_UnTrack(h.as_ptr().cast());
-            if let (true, Some(ctx)) = (this.copied_context, &this.context) {
+            if let (true, Some(ctx)) = (*this.copied_context.raw(), &*this.context.raw()) {
                 ffi::PyObject_GC_UnTrack(ctx.as_ptr().cast());
             }
             // The *args tuple PyO3 built for the call is the handle's alone.
@@ -179,7 +259,7 @@ impl Handle {
     /// Drops the queue's reference to a handle, returning it to the garbage
     /// collector first if someone else still holds it.
     #[inline]
-    pub fn release_queued(h: Py<Handle>) {
+    pub fn release_queued(py: Python<'_>, h: Py<Handle>) {
         let p = h.as_ptr();
         let this = h.get();
         unsafe {
@@ -196,14 +276,18 @@ impl Handle {
             }
             // Always tracked again: a context's dealloc unlinks it from the
             // GC list unconditionally, so it must never die untracked.
-            if let (true, Some(ctx)) = (h.get().copied_context, &h.get().context) {
+            if let (true, Some(ctx)) = (*this.copied_context.raw(), &*this.context.raw()) {
                 let c = ctx.as_ptr();
                 if ffi::PyObject_GC_IsTracked(c) == 0 {
                     ffi::PyObject_GC_Track(c.cast());
                 }
             }
+            if shared {
+                drop(h);
+                return;
+            }
         }
-        drop(h);
+        drop(Self::recycle(py, h));
     }
 
     #[inline]
@@ -245,7 +329,7 @@ impl Handle {
             return Ok(());
         };
         let args = this.args.with(py, |a| a.as_ref().map_or(std::ptr::null_mut(), |a| a.as_ptr()));
-        let ctx = this.context.as_ref().map_or(std::ptr::null_mut(), |c| c.as_ptr());
+        let ctx = this.context.with(py, |c| c.as_ref().map_or(std::ptr::null_mut(), |c| c.as_ptr()));
         // SAFETY: cb and args are live (held by the handle, and increfed for
         // the call); the GIL is held.
         let ok = unsafe {
@@ -326,7 +410,7 @@ impl Handle {
             Some(a) => a.into_any(),
             None => PyTuple::empty(py).into_any().unbind(),
         };
-        let src = format_callback_source(py, cb, args, this.loop_.get().debug(py))?;
+        let src = format_callback_source(py, cb, args, this.owner(py).get().debug(py))?;
         let ctx = PyDict::new(py);
         ctx.set_item("message", format!("Exception in callback {}", src))?;
         ctx.set_item("exception", err.value(py))?;
@@ -336,7 +420,7 @@ impl Handle {
                 ctx.set_item("source_traceback", tb)?;
             }
         }
-        this.loop_.bind(py).call_method1("call_exception_handler", (ctx,))?;
+        this.owner(py).bind(py).call_method1("call_exception_handler", (ctx,))?;
         Ok(())
     }
 
@@ -353,7 +437,7 @@ impl Handle {
         let cb = this.callback.with(py, |c| c.as_ref().map(|c| c.clone_ref(py)));
         if let Some(cb) = cb {
             let args = this.args.with(py, |a| a.as_ref().map(|a| a.clone_ref(py)));
-            let src = format_callback_source(py, cb, args, this.loop_.get().debug(py))?;
+            let src = format_callback_source(py, cb, args, this.owner(py).get().debug(py))?;
             info.push(src.extract()?);
         }
         if let Some(tb) = this.source_traceback.with(py, |t| t.as_ref().map(|t| t.clone_ref(py))) {
@@ -371,17 +455,12 @@ impl Drop for Handle {
     // Runs in tp_dealloc with the GIL held: plain decrefs, without the GIL
     // check PyO3 makes for every owned reference it drops.
     fn drop(&mut self) {
-        fn decref<T>(p: Option<Py<T>>) {
-            if let Some(p) = p {
-                unsafe { ffi::Py_DECREF(p.into_ptr()) }
-            }
-        }
         decref(self.callback.get_mut().take());
         decref(self.args.get_mut().take());
-        decref(self.context.take());
+        decref(self.context.get_mut().take());
         decref(self.repr.get_mut().take());
         decref(self.source_traceback.get_mut().take());
-        decref(Some(unsafe { ManuallyDrop::take(&mut self.loop_) }));
+        decref(self.loop_.get_mut().take());
     }
 }
 
@@ -395,8 +474,10 @@ impl Handle {
             visit.call(self.repr.peek_for_gc())?;
             visit.call(self.source_traceback.peek_for_gc())?;
         }
-        visit.call(&self.context)?;
-        visit.call(&*self.loop_)?;
+        unsafe {
+            visit.call(self.context.peek_for_gc())?;
+            visit.call(self.loop_.peek_for_gc())?;
+        }
         Ok(())
     }
 
@@ -416,10 +497,10 @@ impl Handle {
             return Ok(());
         }
         if this.when.is_some() && this.scheduled.get(py) {
-            this.loop_.get().timer_cancelled(py);
+            this.owner(py).get().timer_cancelled(py);
         }
         this.cancelled.set(py, true);
-        if this.loop_.get().debug(py) {
+        if this.owner(py).get().debug(py) {
             let r = slf.repr()?.into_any().unbind();
             this.repr.replace(py, Some(r));
         }
@@ -435,7 +516,7 @@ impl Handle {
     }
 
     fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.context.as_ref().map(|c| c.clone_ref(py))
+        self.context.with(py, |c| c.as_ref().map(|c| c.clone_ref(py)))
     }
 
     fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -462,12 +543,12 @@ impl Handle {
 
     #[getter]
     fn _context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        self.context.as_ref().map(|c| c.clone_ref(py))
+        self.context.with(py, |c| c.as_ref().map(|c| c.clone_ref(py)))
     }
 
     #[getter]
     fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
-        (*self.loop_).clone_ref(py).into_any()
+        self.owner(py).clone_ref(py).into_any()
     }
 
     #[getter]

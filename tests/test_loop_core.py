@@ -724,3 +724,93 @@ def test_many_iterations_do_not_grow_memory_or_queues(loop):
     run_briefly(loop)
     ready, timers, fds = loop._stats()
     assert ready == 0 and timers <= 100 and fds == 0
+
+
+# -- spare handles: a finished handle nothing else holds is reused by call_soon --
+
+def test_a_finished_handle_the_caller_kept_is_never_reused(loop):
+    def first():
+        pass
+
+    def later(i):
+        pass
+
+    kept = loop.call_soon(first, 1)
+    run_briefly(loop)
+    fresh = [loop.call_soon(later, i) for i in range(50)]
+    assert all(h is not kept for h in fresh)
+    assert kept._callback is first and kept._args == (1,) and not kept.cancelled()
+    run_briefly(loop)
+    assert kept._callback is first
+
+
+def test_finished_handles_keep_no_reference_to_callback_args_or_context(loop):
+    class Arg:
+        pass
+
+    ran = []
+
+    def make_callback():
+        def cb(arg):
+            ran.append(type(arg).__name__)
+        return cb
+
+    cb, arg, ctx = make_callback(), Arg(), contextvars.copy_context()
+    refs = [weakref.ref(cb), weakref.ref(arg), weakref.ref(ctx)]
+    loop.call_soon(cb, arg, context=ctx)
+    del cb, arg, ctx
+    run_briefly(loop)
+    assert ran == ['Arg']
+    assert [r() for r in refs] == [None, None, None]
+
+
+def test_handles_reused_across_iterations_run_in_their_own_contexts(any_loop):
+    var = contextvars.ContextVar('var')
+    seen = []
+
+    def cb(i):
+        seen.append((i, var.get('unset')))
+        var.set('changed by the callback')
+
+    def schedule(i):
+        var.set(i)
+        any_loop.call_soon(cb, i)
+
+    for batch in range(3):
+        for i in range(batch * 20, batch * 20 + 20):
+            contextvars.copy_context().run(schedule, i)
+        run_briefly(any_loop)
+    assert seen == [(i, i) for i in range(60)]
+
+
+def test_a_cancelled_handle_that_was_dropped_does_not_cancel_later_callbacks(any_loop):
+    seen = []
+    for i in range(10):
+        any_loop.call_soon(seen.append, f'cancelled {i}').cancel()
+    run_briefly(any_loop)
+    handles = [any_loop.call_soon(seen.append, i) for i in range(10)]
+    assert [h.cancelled() for h in handles] == [False] * 10
+    assert [h._args for h in handles] == [(i,) for i in range(10)]
+    run_briefly(any_loop)
+    assert seen == list(range(10))
+
+
+def test_a_weakly_referenced_finished_handle_dies_instead_of_being_reused(loop):
+    def cb():
+        pass
+
+    ref = weakref.ref(loop.call_soon(cb))
+    run_briefly(loop)
+    assert ref() is None
+
+
+def test_a_dropped_loop_is_freed_along_with_its_spare_handles():
+    lp = ferroloop.new_event_loop()
+    for i in range(100):
+        lp.call_soon(int, i)
+    run_briefly(lp)
+    ref = weakref.ref(lp)
+    with pytest.warns(ResourceWarning, match='unclosed event loop'):
+        del lp
+        gc.collect()
+    assert ref() is None
