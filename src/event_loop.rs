@@ -789,7 +789,12 @@ unsafe fn call_soon_from_vector(
     // per keyword name, all borrowed for the duration of the call.
     let argv = unsafe { std::slice::from_raw_parts(args, n + if kwnames.is_null() { 0 } else { ffi::PyTuple_GET_SIZE(kwnames) as usize }) };
     let mut context = None;
-    if !kwnames.is_null() {
+    // The keyword names tuple is a constant of its caller (asyncio's C tasks
+    // and futures pass one tuple every time): remember the last one that
+    // named only `context` and skip comparing its text again.
+    if !kwnames.is_null() && CONTEXT_KWNAMES.with(py, |k| k.as_ref().is_some_and(|k| k.as_ptr() == kwnames)) {
+        context = Some(unsafe { Bound::from_borrowed_ptr(py, argv[n]) });
+    } else if !kwnames.is_null() {
         for i in 0..unsafe { ffi::PyTuple_GET_SIZE(kwnames) } {
             let name = unsafe { ffi::PyTuple_GET_ITEM(kwnames, i) };
             if unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) } != 0 {
@@ -797,6 +802,11 @@ unsafe fn call_soon_from_vector(
                 return Err(PyTypeError::new_err(format!("call_soon() got an unexpected keyword argument '{}'", name)));
             }
             context = Some(unsafe { Bound::from_borrowed_ptr(py, argv[n + i as usize]) });
+        }
+        if unsafe { ffi::PyTuple_GET_SIZE(kwnames) } == 1 {
+            // Held, so its address cannot be reused by another tuple.
+            let names = unsafe { Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>() };
+            drop(CONTEXT_KWNAMES.replace(py, Some(names.unbind())));
         }
     }
     let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
@@ -817,6 +827,8 @@ unsafe fn call_soon_from_vector(
     };
     LoopCore::call_soon(slf, callback, tuple, context)
 }
+
+static CONTEXT_KWNAMES: GilCell<Option<Py<PyTuple>>> = GilCell::new(None);
 
 static mut CALL_SOON_DEF: ffi::PyMethodDef = ffi::PyMethodDef {
     ml_name: c"call_soon".as_ptr(),

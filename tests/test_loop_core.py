@@ -103,6 +103,22 @@ def test_call_soon_with_explicit_context_runs_in_it(any_loop):
     assert seen == ['inside']
 
 
+def test_call_soon_keyword_context_from_several_call_sites_and_bad_keywords(any_loop):
+    var = contextvars.ContextVar('var', default='default')
+    seen = []
+    a, b = contextvars.Context(), contextvars.Context()
+    a.run(var.set, 'a')
+    b.run(var.set, 'b')
+    any_loop.call_soon(lambda: seen.append(var.get()), context=a)
+    any_loop.call_soon(lambda tag: seen.append((tag, var.get())), 'second site', context=b)
+    any_loop.call_soon(lambda: seen.append(var.get()), context=a)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'contxt'"):
+        any_loop.call_soon(print, contxt=a)
+    any_loop.call_soon(lambda: seen.append(var.get()), context=b)
+    run_briefly(any_loop)
+    assert seen == ['a', ('second site', 'b'), 'a', 'b']
+
+
 def test_callbacks_scheduled_while_running_wait_for_next_iteration(any_loop):
     order = []
 
