@@ -14,7 +14,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyInt, PyTuple};
+use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 use std::collections::VecDeque;
 use std::io;
@@ -148,6 +148,35 @@ impl LoopCore {
 
     pub fn keep_spare(&self, py: Python<'_>, h: Py<Handle>) {
         self.spare.with(py, |s| s.push(h));
+    }
+
+    /// `create_task(coro, *, name=None, context=None)`, called by the
+    /// vectorcall entry point below.
+    fn create_task(slf: &Bound<'_, Self>, coro: Bound<'_, PyAny>, name: Option<Bound<'_, PyAny>>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        if let Some(factory) = this.task_factory.with(py, |f| f.as_ref().map(|f| f.clone_ref(py))) {
+            return Ok(slf.call_method1("_create_task_from_factory", (factory, coro, name, context))?.unbind());
+        }
+        let kwargs = PyDict::new(py);
+        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
+        // Passed only when given: Python 3.9 and 3.10 tasks take no context.
+        if let Some(name) = name.filter(|n| !n.is_none()) {
+            kwargs.set_item(pyo3::intern!(py, "name"), name)?;
+        }
+        if let Some(context) = context.filter(|c| !c.is_none()) {
+            kwargs.set_item(pyo3::intern!(py, "context"), context)?;
+        }
+        let task = TASK_TYPE.import(py, "asyncio.tasks", "Task")?.call((coro,), Some(&kwargs))?;
+        if this.debug.get(py) {
+            // Drop the frame of this call from where the task says it was created.
+            let tb = task.getattr(pyo3::intern!(py, "_source_traceback"))?;
+            if tb.is_truthy()? {
+                tb.del_item(-1)?;
+            }
+        }
+        Ok(task.unbind())
     }
 
     /// A scheduled timer was cancelled (asyncio's `_timer_handle_cancelled`).
@@ -544,33 +573,6 @@ impl LoopCore {
         Ok(fut.call((), Some(&kwargs))?.unbind())
     }
 
-    #[pyo3(signature = (coro, *, name=None, context=None))]
-    fn create_task(slf: &Bound<'_, Self>, coro: Bound<'_, PyAny>, name: Option<Bound<'_, PyAny>>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        let this = slf.get();
-        this.check_closed(py)?;
-        if let Some(factory) = this.task_factory.with(py, |f| f.as_ref().map(|f| f.clone_ref(py))) {
-            return Ok(slf.call_method1("_create_task_from_factory", (factory, coro, name, context))?.unbind());
-        }
-        let kwargs = PyDict::new(py);
-        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
-        // Passed only when given: Python 3.9 and 3.10 tasks take no context.
-        if let Some(name) = name.filter(|n| !n.is_none()) {
-            kwargs.set_item(pyo3::intern!(py, "name"), name)?;
-        }
-        if let Some(context) = context.filter(|c| !c.is_none()) {
-            kwargs.set_item(pyo3::intern!(py, "context"), context)?;
-        }
-        let task = TASK_TYPE.import(py, "asyncio.tasks", "Task")?.call((coro,), Some(&kwargs))?;
-        if this.debug.get(py) {
-            // Drop the frame of this call from where the task says it was created.
-            let tb = task.getattr(pyo3::intern!(py, "_source_traceback"))?;
-            if tb.is_truthy()? {
-                tb.del_item(-1)?;
-            }
-        }
-        Ok(task.unbind())
-    }
 
     fn set_task_factory(&self, py: Python<'_>, factory: Bound<'_, PyAny>) -> PyResult<()> {
         if !factory.is_none() && !factory.is_callable() {
@@ -746,32 +748,81 @@ impl LoopCore {
     }
 }
 
-/// `call_soon(callback, *args, context=None)` as a plain METH_FASTCALL
-/// method: the hottest call into the loop (every task step and future
-/// callback), so its arguments are taken straight from the vector rather
-/// than through PyO3's general argument parser.
+// `call_soon` and `create_task` are plain METH_FASTCALL methods: the
+// hottest calls into the loop (every task step and future callback, every
+// task), so their arguments are taken straight from the vector rather than
+// through PyO3's general argument parser and trampoline.
+
+/// Runs a fastcall method body: a panic becomes an exception, an error is
+/// raised, a result is returned as a new reference.
+fn fastcall_result<T>(name: &str, body: impl FnOnce(Python<'_>) -> PyResult<Py<T>>) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls methods with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(py)));
+    match outcome.unwrap_or_else(|_| Err(pyo3::panic::PanicException::new_err(format!("Rust panic in {name}")))) {
+        Ok(v) => v.into_ptr(),
+        Err(e) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
 unsafe extern "C" fn call_soon_fastcall(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls methods with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
-        call_soon_from_vector(py, slf, args, nargs, kwnames)
-    }));
-    let result = match outcome {
-        Ok(r) => r,
-        Err(_) => Err(pyo3::panic::PanicException::new_err("Rust panic in call_soon")),
-    };
-    match result {
-        Ok(h) => h.into_ptr(),
-        Err(e) => {
-            e.restore(py);
-            std::ptr::null_mut()
-        }
+    fastcall_result("call_soon", |py| unsafe { call_soon_from_vector(py, slf, args, nargs, kwnames) })
+}
+
+unsafe extern "C" fn create_task_fastcall(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    fastcall_result("create_task", |py| unsafe { create_task_from_vector(py, slf, args, nargs, kwnames) })
+}
+
+/// `create_task(coro, *, name=None, context=None)`, with Python's messages
+/// for a call that does not fit the signature.
+unsafe fn create_task_from_vector(
+    py: Python<'_>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Py<PyAny>> {
+    let n = nargs as usize;
+    if n > 1 {
+        return Err(PyTypeError::new_err(format!("create_task() takes 2 positional arguments but {} were given", n + 1)));
     }
+    let nkw = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
+    // SAFETY: CPython passes `n` positional arguments followed by one value
+    // per keyword name, all borrowed for the duration of the call.
+    let argv = unsafe { std::slice::from_raw_parts(args, n + nkw) };
+    let mut coro = argv.first().filter(|_| n == 1).map(|&p| unsafe { Bound::from_borrowed_ptr(py, p) });
+    let (mut name, mut context) = (None, None);
+    for (i, &value) in argv[n..].iter().enumerate() {
+        let key = unsafe { Bound::from_borrowed_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t)) };
+        let key = key.cast::<PyString>()?.to_str()?;
+        let slot = match key {
+            "coro" => &mut coro,
+            "name" => &mut name,
+            "context" => &mut context,
+            _ => return Err(PyTypeError::new_err(format!("create_task() got an unexpected keyword argument '{key}'"))),
+        };
+        if slot.is_some() {
+            return Err(PyTypeError::new_err(format!("create_task() got multiple values for argument '{key}'")));
+        }
+        *slot = Some(unsafe { Bound::from_borrowed_ptr(py, value) });
+    }
+    let coro = coro.ok_or_else(|| PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'"))?;
+    // SAFETY: the method descriptor only accepts instances of LoopCore.
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>() };
+    LoopCore::create_task(&slf, coro, name, context)
 }
 
 unsafe fn call_soon_from_vector(
@@ -837,13 +888,21 @@ static mut CALL_SOON_DEF: ffi::PyMethodDef = ffi::PyMethodDef {
     ml_doc: c"call_soon($self, callback, *args, context=None)\n--\n\nArrange for callback to be called soon.".as_ptr(),
 };
 
-/// Puts the vectorcall `call_soon` on the LoopCore type.
-pub fn install_call_soon(m: &Bound<'_, PyModule>) -> PyResult<()> {
+static mut CREATE_TASK_DEF: ffi::PyMethodDef = ffi::PyMethodDef {
+    ml_name: c"create_task".as_ptr(),
+    ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: create_task_fastcall },
+    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+    ml_doc: c"create_task($self, coro, *, name=None, context=None)\n--\n\nSchedule a coroutine object.\n\nReturn a task object.".as_ptr(),
+};
+
+/// Puts the vectorcall `call_soon` and `create_task` on the LoopCore type.
+pub fn install_fastcall_methods(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     let ty = py.get_type::<LoopCore>();
-    // SAFETY: the method definition is static and lives as long as the module.
-    let descr = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), std::ptr::addr_of_mut!(CALL_SOON_DEF)))?
-    };
-    ty.setattr("call_soon", descr)
+    for def in [std::ptr::addr_of_mut!(CALL_SOON_DEF), std::ptr::addr_of_mut!(CREATE_TASK_DEF)] {
+        // SAFETY: the method definitions are static and live as long as the module.
+        let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
+        ty.setattr(descr.getattr("__name__")?.cast_into::<PyString>()?, descr)?;
+    }
+    Ok(())
 }

@@ -58,8 +58,10 @@ pub struct Handle {
     untracked_args: GilCell<bool>,
     /// For the loop's own native callbacks: runs the callback object
     /// straight from Rust, without Python's call protocol.
-    native: Option<fn(&Bound<'_, PyAny>) -> PyResult<()>>,
+    native: Option<NativeFire>,
 }
+
+type NativeFire = fn(&Bound<'_, PyAny>) -> PyResult<()>;
 
 /// Releases a reference with the GIL held (as everywhere in this file),
 /// skipping the GIL check PyO3 makes for every owned reference it drops.
@@ -91,45 +93,62 @@ pub enum RunError {
     Fatal(PyErr),
 }
 
-impl Handle {
-    fn build(
+/// What a new handle is made of: it becomes a fresh object or refills a
+/// spare one (`Handle::recycle`).
+struct Parts {
+    loop_: Py<LoopCore>,
+    callback: Py<PyAny>,
+    args: Py<PyTuple>,
+    /// `None` for the loop's own native callbacks.
+    context: Option<Py<PyAny>>,
+    copied_context: bool,
+    source_traceback: Option<Py<PyAny>>,
+}
+
+impl Parts {
+    /// `context` None (or Python's None) means a copy of the current one;
+    /// a native callback gets no context at all.
+    fn new(
         py: Python<'_>,
         loop_: Py<LoopCore>,
         callback: Py<PyAny>,
         args: Py<PyTuple>,
         context: Option<Py<PyAny>>,
-        when: Option<f64>,
-    ) -> PyResult<Handle> {
-        let copied_context = !matches!(&context, Some(c) if !c.is_none(py));
-        let context = Some(match context {
-            Some(c) if !c.is_none(py) => c,
+        native: bool,
+    ) -> PyResult<Parts> {
+        let (context, copied_context) = match context {
+            _ if native => (None, false),
+            Some(c) if !c.is_none(py) => (Some(c), false),
             // SAFETY: returns a new reference or NULL with an exception set.
-            _ => unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind() },
-        });
-        let debug = loop_.get().debug(py);
-        let h = Handle {
-            callback: GilCell::new(Some(callback)),
-            args: GilCell::new(Some(args)),
-            context: GilCell::new(context),
-            loop_: GilCell::new(Some(loop_)),
-            cancelled: GilCell::new(false),
-            repr: GilCell::new(None),
-            source_traceback: GilCell::new(None),
-            when,
-            scheduled: GilCell::new(false),
-            copied_context: GilCell::new(copied_context),
-            untracked_args: GilCell::new(false),
-            native: None,
+            _ => (Some(unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind() }), true),
         };
-        if debug {
-            let tb = py
-                .import("ferroloop._debug")?
-                .call_method0("extract_stack")?;
-            h.source_traceback.replace(py, Some(tb.unbind()));
-        }
-        Ok(h)
+        let source_traceback = if loop_.get().debug(py) {
+            Some(py.import("ferroloop._debug")?.call_method0("extract_stack")?.unbind())
+        } else {
+            None
+        };
+        Ok(Parts { loop_, callback, args, context, copied_context, source_traceback })
     }
 
+    fn into_handle(self, when: Option<f64>, native: Option<NativeFire>) -> Handle {
+        Handle {
+            callback: GilCell::new(Some(self.callback)),
+            args: GilCell::new(Some(self.args)),
+            context: GilCell::new(self.context),
+            loop_: GilCell::new(Some(self.loop_)),
+            cancelled: GilCell::new(false),
+            repr: GilCell::new(None),
+            source_traceback: GilCell::new(self.source_traceback),
+            when,
+            scheduled: GilCell::new(false),
+            copied_context: GilCell::new(self.copied_context),
+            untracked_args: GilCell::new(false),
+            native,
+        }
+    }
+}
+
+impl Handle {
     pub fn new_plain(
         py: Python<'_>,
         loop_: Py<LoopCore>,
@@ -138,11 +157,11 @@ impl Handle {
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let spare = loop_.get().take_spare(py);
-        let fresh = Self::build(py, loop_, callback, args, context, None)?;
+        let parts = Parts::new(py, loop_, callback, args, context, false)?;
         let Some(h) = spare else {
-            return Py::new(py, fresh);
+            return Py::new(py, parts.into_handle(None, None));
         };
-        h.get().refill(py, fresh);
+        h.get().refill(py, parts);
         // SAFETY: a spare is untracked, and new handles are tracked.
         unsafe { ffi::PyObject_GC_Track(h.as_ptr().cast()) };
         Ok(h)
@@ -155,14 +174,14 @@ impl Handle {
         unsafe { (*self.loop_.raw()).as_ref() }.expect("a handle in use has its loop")
     }
 
-    /// Moves a freshly built handle's contents into this spare one.
-    fn refill(&self, py: Python<'_>, mut fresh: Handle) {
-        self.callback.replace(py, fresh.callback.get_mut().take());
-        self.args.replace(py, fresh.args.get_mut().take());
-        self.context.replace(py, fresh.context.get_mut().take());
-        self.loop_.replace(py, fresh.loop_.get_mut().take());
-        self.source_traceback.replace(py, fresh.source_traceback.get_mut().take());
-        self.copied_context.set(py, *fresh.copied_context.get_mut());
+    /// Fills a spare handle (every reference `None`) with new contents.
+    fn refill(&self, py: Python<'_>, parts: Parts) {
+        self.callback.replace(py, Some(parts.callback));
+        self.args.replace(py, Some(parts.args));
+        self.context.replace(py, parts.context);
+        self.loop_.replace(py, Some(parts.loop_));
+        self.source_traceback.replace(py, parts.source_traceback);
+        self.copied_context.set(py, parts.copied_context);
     }
 
     /// Keeps a finished plain handle that nothing else refers to for the
@@ -214,10 +233,8 @@ impl Handle {
 
     /// A handle for one of the loop's own native callbacks (no context).
     pub fn new_native<T: NativeCallback>(py: Python<'_>, loop_: Py<LoopCore>, callback: Py<T>) -> PyResult<Py<Handle>> {
-        let mut h = Self::build(py, loop_, callback.into_any(), PyTuple::empty(py).unbind(), None, None)?;
-        *h.context.get_mut() = None;
-        h.native = Some(fire_native::<T>);
-        Py::new(py, h)
+        let parts = Parts::new(py, loop_, callback.into_any(), PyTuple::empty(py).unbind(), None, true)?;
+        Py::new(py, parts.into_handle(None, Some(fire_native::<T>)))
     }
 
     pub fn new_timer(
@@ -228,7 +245,7 @@ impl Handle {
         args: Py<PyTuple>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
-        let init = PyClassInitializer::from(Self::build(py, loop_, callback, args, context, Some(when))?)
+        let init = PyClassInitializer::from(Parts::new(py, loop_, callback, args, context, false)?.into_handle(Some(when), None))
             .add_subclass(TimerHandle);
         let timer: Bound<'_, TimerHandle> = Bound::new(py, init)?;
         Ok(timer.into_super().unbind())

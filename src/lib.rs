@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     handle::register(m)?;
     m.add_class::<event_loop::LoopCore>()?;
-    event_loop::install_call_soon(m)?;
+    event_loop::install_fastcall_methods(m)?;
     sock_ops::register(m)?;
     stream_transport::register(m)?;
     datagram_transport::register(m)?;

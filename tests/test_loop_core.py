@@ -438,6 +438,23 @@ def test_create_task_name_and_context(any_loop):
     assert any_loop.run_until_complete(task) == 'ctx value'
 
 
+def test_create_task_takes_coro_by_keyword_and_rejects_bad_calls_like_asyncio(any_loop):
+    async def answer():
+        return 42
+
+    task = any_loop.create_task(coro=answer(), name='by keyword')
+    assert task.get_name() == 'by keyword'
+    assert any_loop.run_until_complete(task) == 42
+    with pytest.raises(TypeError, match=r"create_task\(\) missing 1 required positional argument: 'coro'"):
+        any_loop.create_task()
+    with pytest.raises(TypeError, match=r"create_task\(\) takes 2 positional arguments but 3 were given"):
+        any_loop.create_task(None, None)
+    with pytest.raises(TypeError, match=r"create_task\(\) got an unexpected keyword argument 'nme'"):
+        any_loop.create_task(None, nme='x')
+    with pytest.raises(TypeError, match=r"create_task\(\) got multiple values for argument 'coro'"):
+        any_loop.create_task(None, coro=None)
+
+
 def test_task_factory_is_used_and_can_be_reset(any_loop):
     made = []
 
