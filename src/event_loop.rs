@@ -753,13 +753,45 @@ impl LoopCore {
 // task), so their arguments are taken straight from the vector rather than
 // through PyO3's general argument parser and trampoline.
 
-/// Runs a fastcall method body: a panic becomes an exception, an error is
-/// raised, a result is returned as a new reference.
-fn fastcall_result<T>(name: &str, body: impl FnOnce(Python<'_>) -> PyResult<Py<T>>) -> *mut ffi::PyObject {
+/// One fastcall method: its name and its body.
+trait FastcallMethod {
+    const NAME: &'static str;
+    type Output;
+    /// # Safety
+    /// Called through CPython's METH_FASTCALL | METH_KEYWORDS protocol, with
+    /// the GIL held.
+    unsafe fn call(py: Python<'_>, slf: Bound<'_, LoopCore>, args: FastcallArgs<'_>) -> PyResult<Py<Self::Output>>;
+}
+
+/// A fastcall's arguments: the positional ones, then one value per keyword name.
+struct FastcallArgs<'a> {
+    positional: &'a [*mut ffi::PyObject],
+    keywords: &'a [*mut ffi::PyObject],
+    kwnames: *mut ffi::PyObject,
+}
+
+/// The C entry point of a fastcall method: a panic becomes an exception, an
+/// error is raised, a result is returned as a new reference.
+unsafe extern "C" fn fastcall_entry<M: FastcallMethod>(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
     // SAFETY: CPython calls methods with the GIL held.
     let py = unsafe { Python::assume_attached() };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(py)));
-    match outcome.unwrap_or_else(|_| Err(pyo3::panic::PanicException::new_err(format!("Rust panic in {name}")))) {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
+        let n = nargs as usize;
+        let nkw = if kwnames.is_null() { 0 } else { ffi::PyTuple_GET_SIZE(kwnames) as usize };
+        // SAFETY: CPython passes `n` positional arguments followed by one
+        // value per keyword name, all borrowed for the duration of the call.
+        let (positional, keywords) = std::slice::from_raw_parts(args, n + nkw).split_at(n);
+        // SAFETY: the method descriptor only accepts instances of LoopCore.
+        let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>();
+        M::call(py, slf, FastcallArgs { positional, keywords, kwnames })
+    }));
+    let panicked = || Err(pyo3::panic::PanicException::new_err(format!("Rust panic in {}", M::NAME)));
+    match outcome.unwrap_or_else(|_| panicked()) {
         Ok(v) => v.into_ptr(),
         Err(e) => {
             e.restore(py);
@@ -768,129 +800,102 @@ fn fastcall_result<T>(name: &str, body: impl FnOnce(Python<'_>) -> PyResult<Py<T
     }
 }
 
-unsafe extern "C" fn call_soon_fastcall(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    fastcall_result("call_soon", |py| unsafe { call_soon_from_vector(py, slf, args, nargs, kwnames) })
-}
-
-unsafe extern "C" fn create_task_fastcall(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    fastcall_result("create_task", |py| unsafe { create_task_from_vector(py, slf, args, nargs, kwnames) })
-}
-
 /// `create_task(coro, *, name=None, context=None)`, with Python's messages
 /// for a call that does not fit the signature.
-unsafe fn create_task_from_vector(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<Py<PyAny>> {
-    let n = nargs as usize;
-    if n > 1 {
-        return Err(PyTypeError::new_err(format!("create_task() takes 2 positional arguments but {} were given", n + 1)));
-    }
-    let nkw = if kwnames.is_null() { 0 } else { unsafe { ffi::PyTuple_GET_SIZE(kwnames) as usize } };
-    // SAFETY: CPython passes `n` positional arguments followed by one value
-    // per keyword name, all borrowed for the duration of the call.
-    let argv = unsafe { std::slice::from_raw_parts(args, n + nkw) };
-    let mut coro = argv.first().filter(|_| n == 1).map(|&p| unsafe { Bound::from_borrowed_ptr(py, p) });
-    let (mut name, mut context) = (None, None);
-    for (i, &value) in argv[n..].iter().enumerate() {
-        let key = unsafe { Bound::from_borrowed_ptr(py, ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t)) };
-        let key = key.cast::<PyString>()?.to_str()?;
-        let slot = match key {
-            "coro" => &mut coro,
-            "name" => &mut name,
-            "context" => &mut context,
-            _ => return Err(PyTypeError::new_err(format!("create_task() got an unexpected keyword argument '{key}'"))),
-        };
-        if slot.is_some() {
-            return Err(PyTypeError::new_err(format!("create_task() got multiple values for argument '{key}'")));
+struct CreateTask;
+
+impl FastcallMethod for CreateTask {
+    const NAME: &'static str = "create_task";
+    type Output = PyAny;
+
+    unsafe fn call(py: Python<'_>, slf: Bound<'_, LoopCore>, args: FastcallArgs<'_>) -> PyResult<Py<PyAny>> {
+        let n = args.positional.len();
+        if n > 1 {
+            return Err(PyTypeError::new_err(format!("create_task() takes 2 positional arguments but {} were given", n + 1)));
         }
-        *slot = Some(unsafe { Bound::from_borrowed_ptr(py, value) });
+        let mut coro = args.positional.first().map(|&p| unsafe { Bound::from_borrowed_ptr(py, p) });
+        let (mut name, mut context) = (None, None);
+        for (i, &value) in args.keywords.iter().enumerate() {
+            let key = unsafe { Bound::from_borrowed_ptr(py, ffi::PyTuple_GET_ITEM(args.kwnames, i as ffi::Py_ssize_t)) };
+            let key = key.cast::<PyString>()?.to_str()?;
+            let slot = match key {
+                "coro" => &mut coro,
+                "name" => &mut name,
+                "context" => &mut context,
+                _ => return Err(PyTypeError::new_err(format!("create_task() got an unexpected keyword argument '{key}'"))),
+            };
+            if slot.is_some() {
+                return Err(PyTypeError::new_err(format!("create_task() got multiple values for argument '{key}'")));
+            }
+            *slot = Some(unsafe { Bound::from_borrowed_ptr(py, value) });
+        }
+        let coro = coro.ok_or_else(|| PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'"))?;
+        LoopCore::create_task(&slf, coro, name, context)
     }
-    let coro = coro.ok_or_else(|| PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'"))?;
-    // SAFETY: the method descriptor only accepts instances of LoopCore.
-    let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>() };
-    LoopCore::create_task(&slf, coro, name, context)
 }
 
-unsafe fn call_soon_from_vector(
-    py: Python<'_>,
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> PyResult<Py<Handle>> {
-    let n = nargs as usize;
-    if n == 0 {
-        return Err(PyTypeError::new_err("call_soon() missing 1 required positional argument: 'callback'"));
-    }
-    // SAFETY: CPython passes `n` positional arguments followed by one value
-    // per keyword name, all borrowed for the duration of the call.
-    let argv = unsafe { std::slice::from_raw_parts(args, n + if kwnames.is_null() { 0 } else { ffi::PyTuple_GET_SIZE(kwnames) as usize }) };
-    let mut context = None;
-    // The keyword names tuple is a constant of its caller (asyncio's C tasks
-    // and futures pass one tuple every time): remember the last one that
-    // named only `context` and skip comparing its text again.
-    if !kwnames.is_null() && CONTEXT_KWNAMES.with(py, |k| k.as_ref().is_some_and(|k| k.as_ptr() == kwnames)) {
-        context = Some(unsafe { Bound::from_borrowed_ptr(py, argv[n]) });
-    } else if !kwnames.is_null() {
-        for i in 0..unsafe { ffi::PyTuple_GET_SIZE(kwnames) } {
-            let name = unsafe { ffi::PyTuple_GET_ITEM(kwnames, i) };
-            if unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) } != 0 {
-                let name = unsafe { Bound::from_borrowed_ptr(py, name) };
-                return Err(PyTypeError::new_err(format!("call_soon() got an unexpected keyword argument '{}'", name)));
+/// `call_soon(callback, *args, context=None)`.
+struct CallSoon;
+
+impl FastcallMethod for CallSoon {
+    const NAME: &'static str = "call_soon";
+    type Output = Handle;
+
+    unsafe fn call(py: Python<'_>, slf: Bound<'_, LoopCore>, args: FastcallArgs<'_>) -> PyResult<Py<Handle>> {
+        let Some((&callback, rest)) = args.positional.split_first() else {
+            return Err(PyTypeError::new_err("call_soon() missing 1 required positional argument: 'callback'"));
+        };
+        let kwnames = args.kwnames;
+        let mut context = None;
+        // The keyword names tuple is a constant of its caller (asyncio's C
+        // tasks and futures pass one tuple every time): remember the last
+        // one that named only `context` and skip comparing its text again.
+        if !kwnames.is_null() && CONTEXT_KWNAMES.with(py, |k| k.as_ref().is_some_and(|k| k.as_ptr() == kwnames)) {
+            context = Some(unsafe { Bound::from_borrowed_ptr(py, args.keywords[0]) });
+        } else if !kwnames.is_null() {
+            for (i, &value) in args.keywords.iter().enumerate() {
+                let name = unsafe { ffi::PyTuple_GET_ITEM(kwnames, i as ffi::Py_ssize_t) };
+                if unsafe { ffi::PyUnicode_CompareWithASCIIString(name, c"context".as_ptr()) } != 0 {
+                    let name = unsafe { Bound::from_borrowed_ptr(py, name) };
+                    return Err(PyTypeError::new_err(format!("call_soon() got an unexpected keyword argument '{}'", name)));
+                }
+                context = Some(unsafe { Bound::from_borrowed_ptr(py, value) });
             }
-            context = Some(unsafe { Bound::from_borrowed_ptr(py, argv[n + i as usize]) });
+            if args.keywords.len() == 1 {
+                // Held, so its address cannot be reused by another tuple.
+                let names = unsafe { Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>() };
+                drop(CONTEXT_KWNAMES.replace(py, Some(names.unbind())));
+            }
         }
-        if unsafe { ffi::PyTuple_GET_SIZE(kwnames) } == 1 {
-            // Held, so its address cannot be reused by another tuple.
-            let names = unsafe { Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>() };
-            drop(CONTEXT_KWNAMES.replace(py, Some(names.unbind())));
-        }
+        let callback = unsafe { Bound::from_borrowed_ptr(py, callback) };
+        // The positional arguments after the callback, as the handle's tuple.
+        let tuple = unsafe {
+            let t = ffi::PyTuple_New(rest.len() as ffi::Py_ssize_t);
+            if t.is_null() {
+                return Err(PyErr::fetch(py));
+            }
+            for (i, &arg) in rest.iter().enumerate() {
+                ffi::Py_INCREF(arg);
+                ffi::PyTuple_SET_ITEM(t, i as ffi::Py_ssize_t, arg);
+            }
+            Bound::from_owned_ptr(py, t).cast_into_unchecked::<PyTuple>()
+        };
+        LoopCore::call_soon(&slf, callback, tuple, context)
     }
-    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
-    // SAFETY: the method descriptor only accepts instances of LoopCore.
-    let slf = unsafe { slf.cast_unchecked::<LoopCore>() };
-    let callback = unsafe { Bound::from_borrowed_ptr(py, argv[0]) };
-    // The positional arguments after the callback, as the handle's tuple.
-    let tuple = unsafe {
-        let t = ffi::PyTuple_New((n - 1) as ffi::Py_ssize_t);
-        if t.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        for (i, &arg) in argv[1..n].iter().enumerate() {
-            ffi::Py_INCREF(arg);
-            ffi::PyTuple_SET_ITEM(t, i as ffi::Py_ssize_t, arg);
-        }
-        Bound::from_owned_ptr(py, t).cast_into_unchecked::<PyTuple>()
-    };
-    LoopCore::call_soon(slf, callback, tuple, context)
 }
 
 static CONTEXT_KWNAMES: GilCell<Option<Py<PyTuple>>> = GilCell::new(None);
 
 static mut CALL_SOON_DEF: ffi::PyMethodDef = ffi::PyMethodDef {
     ml_name: c"call_soon".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: call_soon_fastcall },
+    ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: fastcall_entry::<CallSoon> },
     ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
     ml_doc: c"call_soon($self, callback, *args, context=None)\n--\n\nArrange for callback to be called soon.".as_ptr(),
 };
 
 static mut CREATE_TASK_DEF: ffi::PyMethodDef = ffi::PyMethodDef {
     ml_name: c"create_task".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: create_task_fastcall },
+    ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: fastcall_entry::<CreateTask> },
     ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
     ml_doc: c"create_task($self, coro, *, name=None, context=None)\n--\n\nSchedule a coroutine object.\n\nReturn a task object.".as_ptr(),
 };
