@@ -4,6 +4,7 @@
 //! The Python class `ferroloop.Loop` subclasses this and adds the once-per-loop
 //! and once-per-connection parts of the API in Python.
 
+use crate::fastcall::{self, FastcallArgs, FastcallMethod};
 use crate::gil_cell::GilCell;
 use crate::handle::{Handle, RunError};
 use crate::os_error;
@@ -14,9 +15,10 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
+use pyo3::types::{PyDict, PyInt, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 use std::collections::VecDeque;
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -748,102 +750,34 @@ impl LoopCore {
     }
 }
 
-// `call_soon` and `create_task` are plain METH_FASTCALL methods: the
-// hottest calls into the loop (every task step and future callback, every
-// task), so their arguments are taken straight from the vector rather than
-// through PyO3's general argument parser and trampoline.
-
-/// One fastcall method: its name and its body.
-trait FastcallMethod {
-    const NAME: &'static str;
-    type Output;
-    /// # Safety
-    /// Called through CPython's METH_FASTCALL | METH_KEYWORDS protocol, with
-    /// the GIL held.
-    unsafe fn call(py: Python<'_>, slf: Bound<'_, LoopCore>, args: FastcallArgs<'_>) -> PyResult<Py<Self::Output>>;
-}
-
-/// A fastcall's arguments: the positional ones, then one value per keyword name.
-struct FastcallArgs<'a> {
-    positional: &'a [*mut ffi::PyObject],
-    keywords: &'a [*mut ffi::PyObject],
-    kwnames: *mut ffi::PyObject,
-}
-
-/// The C entry point of a fastcall method: a panic becomes an exception, an
-/// error is raised, a result is returned as a new reference.
-unsafe extern "C" fn fastcall_entry<M: FastcallMethod>(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls methods with the GIL held.
-    let py = unsafe { Python::assume_attached() };
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
-        let n = nargs as usize;
-        let nkw = if kwnames.is_null() { 0 } else { ffi::PyTuple_GET_SIZE(kwnames) as usize };
-        // SAFETY: CPython passes `n` positional arguments followed by one
-        // value per keyword name, all borrowed for the duration of the call.
-        let (positional, keywords) = std::slice::from_raw_parts(args, n + nkw).split_at(n);
-        // SAFETY: the method descriptor only accepts instances of LoopCore.
-        let slf = Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>();
-        M::call(py, slf, FastcallArgs { positional, keywords, kwnames })
-    }));
-    let panicked = || Err(pyo3::panic::PanicException::new_err(format!("Rust panic in {}", M::NAME)));
-    match outcome.unwrap_or_else(|_| panicked()) {
-        Ok(v) => v.into_ptr(),
-        Err(e) => {
-            e.restore(py);
-            std::ptr::null_mut()
-        }
-    }
-}
-
-/// `create_task(coro, *, name=None, context=None)`, with Python's messages
-/// for a call that does not fit the signature.
-struct CreateTask;
+/// `create_task(coro, *, name=None, context=None)`.
+pub struct CreateTask;
 
 impl FastcallMethod for CreateTask {
-    const NAME: &'static str = "create_task";
+    type Class = LoopCore;
     type Output = PyAny;
+    const NAME: &'static CStr = c"create_task";
+    const DOC: &'static CStr = c"create_task($self, coro, *, name=None, context=None)\n--\n\nSchedule a coroutine object.\n\nReturn a task object.";
 
     unsafe fn call(py: Python<'_>, slf: Bound<'_, LoopCore>, args: FastcallArgs<'_>) -> PyResult<Py<PyAny>> {
-        let n = args.positional.len();
-        if n > 1 {
-            return Err(PyTypeError::new_err(format!("create_task() takes 2 positional arguments but {} were given", n + 1)));
-        }
-        let mut coro = args.positional.first().map(|&p| unsafe { Bound::from_borrowed_ptr(py, p) });
-        let (mut name, mut context) = (None, None);
-        for (i, &value) in args.keywords.iter().enumerate() {
-            let key = unsafe { Bound::from_borrowed_ptr(py, ffi::PyTuple_GET_ITEM(args.kwnames, i as ffi::Py_ssize_t)) };
-            let key = key.cast::<PyString>()?.to_str()?;
-            let slot = match key {
-                "coro" => &mut coro,
-                "name" => &mut name,
-                "context" => &mut context,
-                _ => return Err(PyTypeError::new_err(format!("create_task() got an unexpected keyword argument '{key}'"))),
-            };
-            if slot.is_some() {
-                return Err(PyTypeError::new_err(format!("create_task() got multiple values for argument '{key}'")));
-            }
-            *slot = Some(unsafe { Bound::from_borrowed_ptr(py, value) });
-        }
-        let coro = coro.ok_or_else(|| PyTypeError::new_err("create_task() missing 1 required positional argument: 'coro'"))?;
+        let [coro, name, context] = args.bind(py, "create_task", ["coro", "name", "context"], 1)?;
+        let coro = coro.ok_or_else(|| fastcall::missing("create_task", "coro"))?;
         LoopCore::create_task(&slf, coro, name, context)
     }
 }
 
 /// `call_soon(callback, *args, context=None)`.
-struct CallSoon;
+pub struct CallSoon;
 
 impl FastcallMethod for CallSoon {
-    const NAME: &'static str = "call_soon";
+    type Class = LoopCore;
     type Output = Handle;
+    const NAME: &'static CStr = c"call_soon";
+    const DOC: &'static CStr = c"call_soon($self, callback, *args, context=None)\n--\n\nArrange for callback to be called soon.";
 
     unsafe fn call(py: Python<'_>, slf: Bound<'_, LoopCore>, args: FastcallArgs<'_>) -> PyResult<Py<Handle>> {
         let Some((&callback, rest)) = args.positional.split_first() else {
-            return Err(PyTypeError::new_err("call_soon() missing 1 required positional argument: 'callback'"));
+            return Err(fastcall::missing("call_soon", "callback"));
         };
         let kwnames = args.kwnames;
         let mut context = None;
@@ -885,29 +819,3 @@ impl FastcallMethod for CallSoon {
 }
 
 static CONTEXT_KWNAMES: GilCell<Option<Py<PyTuple>>> = GilCell::new(None);
-
-static mut CALL_SOON_DEF: ffi::PyMethodDef = ffi::PyMethodDef {
-    ml_name: c"call_soon".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: fastcall_entry::<CallSoon> },
-    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-    ml_doc: c"call_soon($self, callback, *args, context=None)\n--\n\nArrange for callback to be called soon.".as_ptr(),
-};
-
-static mut CREATE_TASK_DEF: ffi::PyMethodDef = ffi::PyMethodDef {
-    ml_name: c"create_task".as_ptr(),
-    ml_meth: ffi::PyMethodDefPointer { PyCFunctionFastWithKeywords: fastcall_entry::<CreateTask> },
-    ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
-    ml_doc: c"create_task($self, coro, *, name=None, context=None)\n--\n\nSchedule a coroutine object.\n\nReturn a task object.".as_ptr(),
-};
-
-/// Puts the vectorcall `call_soon` and `create_task` on the LoopCore type.
-pub fn install_fastcall_methods(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    let ty = py.get_type::<LoopCore>();
-    for def in [std::ptr::addr_of_mut!(CALL_SOON_DEF), std::ptr::addr_of_mut!(CREATE_TASK_DEF)] {
-        // SAFETY: the method definitions are static and live as long as the module.
-        let descr = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))? };
-        ty.setattr(descr.getattr("__name__")?.cast_into::<PyString>()?, descr)?;
-    }
-    Ok(())
-}

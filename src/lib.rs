@@ -4,6 +4,7 @@ pub mod flow_control;
 pub mod gil_cell;
 pub mod handle;
 pub mod event_loop;
+pub mod fastcall;
 pub mod datagram_transport;
 pub mod os_error;
 pub mod pipe_transport;
@@ -22,7 +23,8 @@ use pyo3::prelude::*;
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     handle::register(m)?;
     m.add_class::<event_loop::LoopCore>()?;
-    event_loop::install_fastcall_methods(m)?;
+    fastcall::install::<event_loop::CallSoon>(m.py())?;
+    fastcall::install::<event_loop::CreateTask>(m.py())?;
     sock_ops::register(m)?;
     stream_transport::register(m)?;
     datagram_transport::register(m)?;

@@ -6,6 +6,7 @@
 //! and error-reporting parts in Python. The contract is asyncio's
 //! `_SelectorSocketTransport`: same callback order, same messages.
 
+use crate::fastcall::{self, FastcallArgs, FastcallMethod};
 use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
@@ -21,6 +22,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
+use std::ffi::CStr;
 use std::os::fd::RawFd;
 
 /// Bytes asked of each recv(): asyncio's `max_size` while reads keep filling
@@ -455,7 +457,6 @@ impl WriteFlow for StreamTransportCore {
     }
 }
 
-#[pymethods]
 impl StreamTransportCore {
     pub(crate) fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
@@ -502,7 +503,26 @@ impl StreamTransportCore {
         this.st.with(py, |s| s.buf.extend_from_slice(rest));
         Self::maybe_pause_protocol(slf)
     }
+}
 
+/// `transport.write(data)`: the call every protocol makes for every message.
+pub struct Write;
+
+impl FastcallMethod for Write {
+    type Class = StreamTransportCore;
+    type Output = PyAny;
+    const NAME: &'static CStr = c"write";
+    const DOC: &'static CStr = c"write($self, data)\n--\n\nWrite some data bytes to the transport.";
+
+    unsafe fn call(py: Python<'_>, slf: Bound<'_, StreamTransportCore>, args: FastcallArgs<'_>) -> PyResult<Py<PyAny>> {
+        let [data] = args.bind(py, "write", ["data"], 1)?;
+        StreamTransportCore::write(&slf, &data.ok_or_else(|| fastcall::missing("write", "data"))?)?;
+        Ok(py.None())
+    }
+}
+
+#[pymethods]
+impl StreamTransportCore {
     fn write_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -649,6 +669,7 @@ fn stream_transport_core(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StreamTransportCore>()?;
+    fastcall::install::<Write>(m.py())?;
     m.add_function(wrap_pyfunction!(stream_transport_core, m)?)?;
     Ok(())
 }

@@ -218,6 +218,25 @@ def test_write_errors_and_messages(loop, pair):
     tr.close()
 
 
+def test_write_takes_data_by_keyword_and_rejects_bad_calls_like_asyncio(loop, pair):
+    a, b = pair
+    tr = make(loop, a, Recorder(loop))
+    tr.write(data=b'by keyword')
+    got = b''
+    while len(got) < len(b'by keyword'):
+        got += b.recv(100)
+    assert got == b'by keyword'
+    with pytest.raises(TypeError, match=r"write\(\) missing 1 required positional argument: 'data'"):
+        tr.write()
+    with pytest.raises(TypeError, match=r"write\(\) takes 2 positional arguments but 3 were given"):
+        tr.write(b'a', b'b')
+    with pytest.raises(TypeError, match=r"write\(\) got an unexpected keyword argument 'date'"):
+        tr.write(date=b'x')
+    with pytest.raises(TypeError, match=r"write\(\) got multiple values for argument 'data'"):
+        tr.write(b'a', data=b'b')
+    tr.close()
+
+
 def test_pause_reading_in_connection_made_holds_data_back(loop, pair):
     a, b = pair
 
