@@ -131,36 +131,31 @@ def expired_server_ctx(certs):
     return ctx
 
 
-def test_expired_certificate_fails_verification(loop, expired_server_ctx, client_ctx):
-    async def main():
-        server = await asyncio.start_server(echo_handler, '127.0.0.1', 0, ssl=expired_server_ctx)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            with pytest.raises(ssl.SSLCertVerificationError, match='certificate has expired'):
-                await asyncio.open_connection('127.0.0.1', port, ssl=client_ctx,
-                                              server_hostname='localhost')
-        finally:
-            server.close()
-            await server.wait_closed()
-        return 'refused'
-
-    assert run(loop, main()) == 'refused'
-
-
-def test_wrong_hostname_fails_verification(loop, server_ctx, client_ctx):
+def assert_verification_refused(loop, server_ctx, client_ctx, server_hostname, match):
+    """A client verifying the server's certificate refuses the connection."""
     async def main():
         server = await asyncio.start_server(echo_handler, '127.0.0.1', 0, ssl=server_ctx)
         port = server.sockets[0].getsockname()[1]
         try:
-            with pytest.raises(ssl.SSLCertVerificationError, match='Hostname mismatch|doesn.t match'):
+            with pytest.raises(ssl.SSLCertVerificationError, match=match):
                 await asyncio.open_connection('127.0.0.1', port, ssl=client_ctx,
-                                              server_hostname='not-localhost.example')
+                                              server_hostname=server_hostname)
         finally:
             server.close()
             await server.wait_closed()
         return 'refused'
 
     assert run(loop, main()) == 'refused'
+
+
+def test_expired_certificate_fails_verification(loop, expired_server_ctx, client_ctx):
+    assert_verification_refused(loop, expired_server_ctx, client_ctx, 'localhost',
+                                'certificate has expired')
+
+
+def test_wrong_hostname_fails_verification(loop, server_ctx, client_ctx):
+    assert_verification_refused(loop, server_ctx, client_ctx, 'not-localhost.example',
+                                'Hostname mismatch|doesn.t match')
 
 
 def test_start_tls_upgrades_a_plain_connection(loop, server_ctx, client_ctx):
