@@ -22,7 +22,7 @@ use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::{is_fatal, Handle, NativeCallback};
-use crate::transport_core::{Closing, ReadControl, WriteFlow};
+use crate::transport_core::{forget_transport, Closing, ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{errno, would_block, HeldBuffer};
@@ -725,14 +725,17 @@ impl DatagramTransportCore {
 
     /// Ends the endpoint's life: returns (sock, protocol, protocol_connected)
     /// and lets go of everything the core held.
-    fn _detach(&self, py: Python<'_>) -> (Option<Py<PyAny>>, Option<Py<PyAny>>, bool) {
+    fn _detach(&self, py: Python<'_>) -> PyResult<(Option<Py<PyAny>>, Option<Py<PyAny>>, bool)> {
+        if let Some(t) = self.transport(py) {
+            forget_transport(self.loop_.bind(py).as_any(), self.fd, &t)?;
+        }
         let (out, rest) = self.st.with(py, |s| {
             let out = (s.sock.take(), s.protocol.take(), s.protocol_connected);
             let rest = (s.transport.take(), s.datagram_received.take(), s.reader.take(), s.writer.take(), s.last.take(), std::mem::take(&mut s.queue));
             (out, rest)
         });
         drop(rest);
-        out
+        Ok(out)
     }
 
     #[getter]

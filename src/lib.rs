@@ -5,6 +5,7 @@ pub mod gil_cell;
 pub mod handle;
 pub mod event_loop;
 pub mod fastcall;
+pub mod accept;
 pub mod datagram_transport;
 pub mod os_error;
 pub mod pipe_transport;
@@ -26,7 +27,9 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fastcall::install::<event_loop::CallSoon>(m.py())?;
     fastcall::install::<event_loop::CreateTask>(m.py())?;
     sock_ops::register(m)?;
+    transport_core::register(m)?;
     stream_transport::register(m)?;
+    accept::register(m)?;
     datagram_transport::register(m)?;
     pipe_transport::register(m)?;
     tls_protocol::register(m)?;

@@ -6,15 +6,12 @@
 //! is made the fd's reader or writer. It retries the call each time the poll
 //! reports the fd ready and resolves the future when it is done, taking
 //! itself off the fd; no Python callback, partial or exception is involved.
-//!
-//! Servers' accept loops use `sock_accept_nonblocking` the same way.
 
 use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handle::{Handle, NativeCallback};
 use crate::os_error;
-use crate::datagram_transport::{make_address, SockAddr};
-use crate::sock_io::{errno, try_recv, try_send, Attempt, HeldBuffer};
+use crate::sock_io::{try_recv, try_send, Attempt, HeldBuffer};
 use crate::poller::{READABLE, WRITABLE};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -176,35 +173,7 @@ fn sock_abandon(loop_: &Bound<'_, LoopCore>, fd: RawFd, fut: &Bound<'_, PyAny>, 
     Ok(())
 }
 
-/// One `accept` on a listening socket: `(fd, address)` of a connection,
-/// already non-blocking and close-on-exec, or None when none is waiting (no
-/// BlockingIOError to build and catch once per readiness event). Other
-/// errors raise the OSError `socket.accept` raises.
-#[pyfunction]
-fn sock_accept_nonblocking(py: Python<'_>, fd: RawFd) -> PyResult<Option<(RawFd, Py<PyAny>)>> {
-    let fd = checked_fd(py, fd)?;
-    let mut sa = SockAddr::zeroed();
-    let conn = unsafe {
-        libc::accept4(fd, (&mut sa.storage as *mut libc::sockaddr_storage).cast(), &mut sa.len, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
-    };
-    if conn < 0 {
-        let e = errno();
-        if e == libc::EAGAIN || e == libc::EWOULDBLOCK {
-            return Ok(None);
-        }
-        return Err(os_error::from_errno(py, e));
-    }
-    match make_address(py, &sa) {
-        Ok(addr) => Ok(Some((conn, addr))),
-        Err(e) => {
-            unsafe { libc::close(conn) };
-            Err(e)
-        }
-    }
-}
-
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(sock_accept_nonblocking, m)?)?;
     m.add_class::<SockOp>()?;
     m.add_function(wrap_pyfunction!(sock_recv_start, m)?)?;
     m.add_function(wrap_pyfunction!(sock_sendall_start, m)?)?;

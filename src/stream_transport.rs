@@ -11,7 +11,7 @@ use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::{is_fatal, Handle, NativeCallback};
-use crate::transport_core::{Closing, ReadControl, WriteFlow};
+use crate::transport_core::{add_socket_extra, forget_transport, start_transport, Closing, ReadControl, WriteFlow};
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{read_sized, recv_with, try_recv, try_send, Attempt, HeldBuffer, DIRECT_READ_MIN};
@@ -20,7 +20,8 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+use pyo3::intern;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
 use std::ffi::CStr;
 use std::os::fd::RawFd;
@@ -573,7 +574,10 @@ impl StreamTransportCore {
 
     /// Ends the connection's life: returns (sock, protocol, protocol_connected,
     /// empty_waiter) and lets go of everything the core held.
-    fn _detach(&self, py: Python<'_>) -> (Option<Py<PyAny>>, Option<Py<PyAny>>, bool, Option<Py<PyAny>>) {
+    fn _detach(&self, py: Python<'_>) -> PyResult<(Option<Py<PyAny>>, Option<Py<PyAny>>, bool, Option<Py<PyAny>>)> {
+        if let Some(t) = self.transport(py) {
+            forget_transport(self.loop_.bind(py).as_any(), self.fd, &t)?;
+        }
         let taken = self.st.with(py, |s| {
             let out = (s.sock.take(), s.protocol.take(), s.protocol_connected, s.empty_waiter.take());
             let rest = (s.transport.take(), s.data_received.take(), s.get_buffer.take(), s.buffer_updated.take(), s.tls.take(), s.reader.take(), s.writer.take());
@@ -581,7 +585,7 @@ impl StreamTransportCore {
         });
         let (out, rest) = taken;
         drop(rest);
-        out
+        Ok(out)
     }
 
     #[getter]
@@ -636,8 +640,7 @@ impl StreamTransportCore {
 
 /// Makes the native core of a stream transport over `sock` (already
 /// non-blocking) for the Python `transport`.
-#[pyfunction]
-fn stream_transport_core(
+fn new_core(
     loop_: &Bound<'_, LoopCore>,
     sock: &Bound<'_, PyAny>,
     transport: &Bound<'_, PyAny>,
@@ -667,9 +670,84 @@ fn stream_transport_core(
     Ok(core)
 }
 
+/// `SocketTransport.__init__`, whole: one native call per connection where
+/// asyncio runs a dozen Python frames. The server's accept loop calls it on
+/// a transport it allocated itself.
+#[pyfunction]
+#[pyo3(signature = (transport, loop_, sock, protocol, waiter=None, extra=None, server=None))]
+pub fn init_socket_transport(
+    transport: &Bound<'_, PyAny>,
+    loop_: &Bound<'_, LoopCore>,
+    sock: &Bound<'_, PyAny>,
+    protocol: &Bound<'_, PyAny>,
+    waiter: Option<&Bound<'_, PyAny>>,
+    extra: Option<Bound<'_, PyAny>>,
+    server: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = transport.py();
+    // asyncio's BaseTransport.__init__: the caller's dict, or a new one.
+    let extra = match extra {
+        Some(e) if !e.is_none() => e,
+        _ => PyDict::new(py).into_any(),
+    };
+    transport.setattr(intern!(py, "_extra"), &extra)?;
+    add_socket_extra(&extra, sock)?;
+    let server = server.filter(|s| !s.is_none());
+    transport.setattr(intern!(py, "_server"), server)?;
+    let core = new_core(loop_, sock, transport, protocol)?;
+    let fd = core.get().fd;
+    set_nodelay(sock, fd)?;
+    if let Some(server) = server {
+        server.call_method1(intern!(py, "_attach"), (transport,))?;
+    }
+    start_transport(transport, loop_, fd, core.bind(py).as_any(), protocol, waiter)
+}
+
+/// As asyncio: TCP sockets send small writes at once, without waiting for
+/// the peer's ACK (`TCP_NODELAY`).
+fn set_nodelay(sock: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<()> {
+    let py = sock.py();
+    let (family, type_, proto) = socket_kind(sock)?;
+    if (family == libc::AF_INET || family == libc::AF_INET6) && type_ == libc::SOCK_STREAM && proto == libc::IPPROTO_TCP {
+        let on: libc::c_int = 1;
+        // SAFETY: a plain setsockopt on an fd, with a c_int option value.
+        let r = unsafe {
+            libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&on as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+        };
+        if r != 0 {
+            return Err(os_error::from_errno(py, crate::sock_io::errno()));
+        }
+    }
+    Ok(())
+}
+
+/// A socket object's (family, type, proto) as plain ints.
+pub(crate) fn socket_kind(sock: &Bound<'_, PyAny>) -> PyResult<(i32, i32, i32)> {
+    let proto = sock.getattr(intern!(sock.py(), "proto"))?.extract()?;
+    Ok((raw_socket_member(sock, &RAW_FAMILY, "family")?, raw_socket_member(sock, &RAW_TYPE, "type")?, proto))
+}
+
+static RAW_FAMILY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static RAW_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The C socket's own `family` / `type` int: `socket.socket` shadows them
+/// with properties that build an enum on every read.
+fn raw_socket_member(sock: &Bound<'_, PyAny>, cell: &'static PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<i32> {
+    let py = sock.py();
+    let descr = cell
+        .get_or_try_init(py, || -> PyResult<Py<PyAny>> { Ok(py.import("_socket")?.getattr("socket")?.getattr(name)?.unbind()) })?
+        .bind(py);
+    // SAFETY: the member descriptor's own __get__, as `descr.__get__(sock)`.
+    let value = unsafe {
+        let get = (*ffi::Py_TYPE(descr.as_ptr())).tp_descr_get.expect("a member descriptor has __get__");
+        Bound::from_owned_ptr_or_err(py, get(descr.as_ptr(), sock.as_ptr(), std::ptr::null_mut()))?
+    };
+    value.extract()
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StreamTransportCore>()?;
     fastcall::install::<Write>(m.py())?;
-    m.add_function(wrap_pyfunction!(stream_transport_core, m)?)?;
+    m.add_function(wrap_pyfunction!(init_socket_transport, m)?)?;
     Ok(())
 }

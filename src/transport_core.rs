@@ -12,13 +12,106 @@
 //! The Python-facing methods these give are written once too, as macros
 //! that add a `#[pymethods]` block to a core: `reading_methods!`,
 //! `write_limit_methods!` and `closing_methods!`.
+//!
+//! Also the start every socket transport shares (`add_socket_extra`,
+//! `start_transport`) and the loop's fd -> transport record asyncio keeps in
+//! `loop._transports` (`track_transport`, `forget_transport`).
 
 use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::handle::is_fatal;
+use pyo3::exceptions::PyOSError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyTuple, PyWeakrefReference};
 use pyo3::PyClass;
+use std::os::fd::RawFd;
+
+static TRANSPORT_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SET_RESULT_UNLESS_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The extra info asyncio's socket transports give: the socket (as a
+/// `TransportSocket`), its own address, and the peer's unless given.
+#[pyfunction]
+pub fn add_socket_extra(extra: &Bound<'_, PyAny>, sock: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = extra.py();
+    let wrapper = TRANSPORT_SOCKET.import(py, "asyncio.trsock", "TransportSocket")?.call1((sock,))?;
+    extra.set_item(intern!(py, "socket"), wrapper)?;
+    extra.set_item(intern!(py, "sockname"), address_or_none(py, sock.call_method0(intern!(py, "getsockname")))?)?;
+    if !extra.contains(intern!(py, "peername"))? {
+        extra.set_item(intern!(py, "peername"), address_or_none(py, sock.call_method0(intern!(py, "getpeername")))?)?;
+    }
+    Ok(())
+}
+
+fn address_or_none<'py>(py: Python<'py>, address: PyResult<Bound<'py, PyAny>>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    match address {
+        Ok(a) => Ok(Some(a)),
+        Err(e) if e.is_instance_of::<PyOSError>(py) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// What a socket transport's `__init__` does once its core exists: the
+/// attributes the Python side reads, the loop's record of the fd, and the
+/// callbacks asyncio schedules, in its order: `connection_made`, then the
+/// start of reading, then the waiter.
+#[pyfunction]
+#[pyo3(signature = (transport, loop_, fd, core, protocol, waiter=None))]
+pub fn start_transport(
+    transport: &Bound<'_, PyAny>,
+    loop_: &Bound<'_, LoopCore>,
+    fd: RawFd,
+    core: &Bound<'_, PyAny>,
+    protocol: &Bound<'_, PyAny>,
+    waiter: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let py = transport.py();
+    transport.setattr(intern!(py, "_loop"), loop_)?;
+    transport.setattr(intern!(py, "_sock_fd"), fd)?;
+    transport.setattr(intern!(py, "_core"), core)?;
+    track_transport(loop_.as_any(), fd, transport)?;
+    let soon = |callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>| LoopCore::call_soon(loop_, callback, args, None);
+    soon(protocol.getattr(intern!(py, "connection_made"))?, PyTuple::new(py, [transport])?)?;
+    soon(core.getattr(intern!(py, "_start_reading"))?, PyTuple::empty(py))?;
+    if let Some(waiter) = waiter.filter(|w| !w.is_none()) {
+        let set_result = SET_RESULT_UNLESS_CANCELLED.import(py, "asyncio.futures", "_set_result_unless_cancelled")?;
+        soon(set_result.clone(), PyTuple::new(py, [waiter.clone(), py.None().into_bound(py)])?)?;
+    }
+    Ok(())
+}
+
+/// Records `transport` as the user of `fd` (weakly: an abandoned transport
+/// must still be collected and warn), for `_ensure_fd_no_transport`.
+#[pyfunction]
+pub fn track_transport(loop_: &Bound<'_, PyAny>, fd: RawFd, transport: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = loop_.py();
+    loop_.getattr(intern!(py, "_transports"))?.set_item(fd, PyWeakrefReference::new(transport)?)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(add_socket_extra, m)?)?;
+    m.add_function(wrap_pyfunction!(start_transport, m)?)?;
+    m.add_function(wrap_pyfunction!(track_transport, m)?)?;
+    Ok(())
+}
+
+/// Drops the record of `fd` if it is still `transport`'s: the connection is
+/// over, and the fd may already belong to someone else.
+pub fn forget_transport(loop_: &Bound<'_, PyAny>, fd: RawFd, transport: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = loop_.py();
+    let transports = loop_.getattr(intern!(py, "_transports"))?;
+    let ours = match transports.get_item(fd) {
+        Ok(r) => r.cast::<PyWeakrefReference>().ok().and_then(|r| r.upgrade()).is_some_and(|t| t.is(transport)),
+        Err(_) => false,
+    };
+    if ours {
+        transports.del_item(fd)?;
+    }
+    Ok(())
+}
 
 pub trait ReadControl: PyClass<Frozen = True> + Sync {
     /// (closing, paused)

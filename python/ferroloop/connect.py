@@ -22,6 +22,8 @@ from asyncio import constants, exceptions, protocols, staggered
 # replace it, as with the stdlib loop.
 from asyncio import base_events as _logging_module
 
+from ._ferroloop import track_transport
+
 try:
     import ssl as _ssl
 except ImportError:  # pragma: no cover - Python built without ssl
@@ -155,8 +157,9 @@ class ConnectMixin:
         transports = getattr(self, '_transports', None)
         if not transports:
             return
-        transport = transports.get(fileno)
-        if transport and not transport.is_closing():
+        ref = transports.get(fileno)
+        transport = ref() if ref is not None else None
+        if transport is not None and not transport.is_closing():
             raise RuntimeError(
                 f'File descriptor {fd!r} is used by transport {transport!r}')
 
@@ -472,7 +475,7 @@ class ConnectMixin:
             if resume_reading:
                 transp.resume_reading()
             if transports is not None and not transp.is_closing():
-                transports[fd] = transp
+                track_transport(self, fd, transp)
 
     async def _sendfile_fallback(self, transp, file, offset, count):
         if offset:

@@ -6,22 +6,7 @@ limits, and the error-reporting paths the cores call back into, written once.
 Each transport keeps its own construction, repr and lifecycle.
 """
 
-from asyncio import selector_events, trsock
-
-
-def add_socket_extra(extra, sock):
-    """The extra info asyncio's socket transports give: the socket (as a
-    TransportSocket), its own address, and the peer's unless given."""
-    extra['socket'] = trsock.TransportSocket(sock)
-    try:
-        extra['sockname'] = sock.getsockname()
-    except OSError:
-        extra['sockname'] = None
-    if 'peername' not in extra:
-        try:
-            extra['peername'] = sock.getpeername()
-        except OSError:
-            extra['peername'] = None
+from asyncio import selector_events
 
 
 class _CoreMethod:

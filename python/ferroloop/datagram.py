@@ -15,12 +15,12 @@ import stat
 import sys
 import warnings
 
-from asyncio import futures, transports
+from asyncio import transports
 # asyncio's own module logger, looked up per call as in connect.py.
 from asyncio import base_events as _logging_module
 
-from ._ferroloop import datagram_transport_core
-from .core_transport import CoreTransport, CoreWriteFlow, add_socket_extra, core_methods
+from ._ferroloop import add_socket_extra, datagram_transport_core, start_transport
+from .core_transport import CoreTransport, CoreWriteFlow, core_methods
 from .server import _set_reuseport
 
 _PY311 = sys.version_info >= (3, 11)
@@ -45,18 +45,11 @@ class DatagramTransport(CoreTransport, CoreWriteFlow, transports.Transport, tran
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
         super().__init__(extra)
-        self._loop = loop
         add_socket_extra(self._extra, sock)
-        self._sock_fd = sock.fileno()
         core = datagram_transport_core(loop, sock, self, protocol, address,
                                        bool(self._extra['peername']), self.max_size)
-        self._core = core
-        loop._transports[self._sock_fd] = self
-        loop.call_soon(protocol.connection_made, self)
-        # Reading starts only once connection_made() has run.
-        loop.call_soon(core._start_reading)
-        if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+        # connection_made(), then reading, then the waiter (asyncio's order).
+        start_transport(self, loop, sock.fileno(), core, protocol, waiter)
 
     def __repr__(self):
         core = self._core

@@ -56,8 +56,10 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self._signal_handlers = {}
-        # fd -> transport using it, so add_reader & co. can refuse those fds.
-        self._transports = weakref.WeakValueDictionary()
+        # fd -> weak reference to the transport using it, so add_reader & co.
+        # can refuse those fds; a transport drops its entry when its
+        # connection is lost (track_transport / forget_transport).
+        self._transports = {}
         # asyncio's own rule (-X dev, PYTHONASYNCIODEBUG), looked up per loop.
         self.set_debug(coroutines._is_debug_mode())
 

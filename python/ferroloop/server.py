@@ -1,15 +1,15 @@
 """Listening: ``create_server``, ``create_unix_server``, the ``Server`` object
 and the accept loop.
 
-The listening socket is watched with the loop's reader; each time it is
-readable, up to ``backlog`` connections are accepted in one go, and each gets
-its protocol and a native stream transport (``_make_socket_transport``) at
-once. Binding, option setting and error messages mirror asyncio's
+The listening socket's reader is the native acceptor (``start_accepting``,
+``src/accept.rs``): each time the socket is readable it accepts up to
+``backlog`` connections, and each gets its protocol and a stream transport at
+once -- built natively for plain connections, through ``_accept_connection2``
+here for TLS and in debug mode. Binding, option setting and error messages mirror asyncio's
 ``base_events`` / ``unix_events``, version by version where they differ.
 """
 
 import collections.abc
-import contextvars
 import errno
 import itertools
 import os
@@ -23,15 +23,12 @@ from asyncio import constants, events, exceptions, tasks, trsock
 # replace it, as with the stdlib loop.
 from asyncio import base_events as _logging_module
 
-from ._ferroloop import sock_accept_nonblocking
+from ._ferroloop import start_accepting
 from .connect import _bind_error_message, _check_ssl_socket
-from .transports import _raw_family, _raw_type
+from .transports import SocketTransport
 
 _PY313 = sys.version_info >= (3, 13)
 _HAS_IPv6 = hasattr(socket, 'AF_INET6')
-# accept() errors that mean "out of resources": stop accepting for a while.
-_SOCK_NONBLOCK = socket.SOCK_NONBLOCK   # Linux: accept4() sets it
-_ACCEPT_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 def _set_reuseport(sock):
@@ -61,8 +58,10 @@ class Server(events.AbstractServer):
                  ssl_handshake_timeout, ssl_shutdown_timeout=None):
         self._loop = loop
         self._sockets = sockets
-        # Weak: an abandoned transport must still be collectable (and warn).
-        self._clients = weakref.WeakSet()
+        # id(transport) -> weak reference to it: an abandoned transport must
+        # still be collectable (and warn); it leaves on connection_lost() or
+        # when collected.
+        self._clients = {}
         # Transports that attached without naming themselves.
         self._anonymous_clients = 0
         self._waiters = []
@@ -88,15 +87,15 @@ class Server(events.AbstractServer):
         if transport is None:
             self._anonymous_clients += 1
         else:
-            self._clients.add(transport)
+            self._clients[id(transport)] = weakref.ref(transport)
 
     def _detach(self, transport=None):
         if transport is None:
             assert self._anonymous_clients > 0
             self._anonymous_clients -= 1
         else:
-            self._clients.discard(transport)
-        # _sockets first: while serving, the count (a WeakSet's len) is moot.
+            self._clients.pop(id(transport), None)
+        # _sockets first: while serving, the count is moot.
         if self._sockets is None and self._active_count == 0:
             self._wakeup()
 
@@ -147,12 +146,15 @@ class Server(events.AbstractServer):
         if self._active_count == 0:
             self._wakeup()
 
+    def _live_clients(self):
+        return [t for t in (ref() for ref in list(self._clients.values())) if t is not None]
+
     def close_clients(self):
-        for transport in self._clients.copy():
+        for transport in self._live_clients():
             transport.close()
 
     def abort_clients(self):
-        for transport in self._clients.copy():
+        for transport in self._live_clients():
             transport.abort()
 
     async def start_serving(self):
@@ -200,56 +202,28 @@ class ServerMixin:
                        sslcontext=None, server=None, backlog=100,
                        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
-        self._add_reader(sock.fileno(), self._accept_connection,
-                         protocol_factory, sock, sslcontext, server, backlog,
-                         ssl_handshake_timeout, ssl_shutdown_timeout)
+        # Plain connections get their transport from the native acceptor,
+        # unless this loop's class makes its own. (loop.py imports this
+        # module, hence the late import.)
+        from .loop import Loop
+        native = (not sslcontext and type(self)._make_socket_transport
+                  is Loop._make_socket_transport)
+        start_accepting(self, protocol_factory, sock, sslcontext, server, backlog,
+                        ssl_handshake_timeout, ssl_shutdown_timeout,
+                        SocketTransport if native else None)
 
-    def _accept_connection(self, protocol_factory, sock,
-                           sslcontext=None, server=None, backlog=100,
-                           ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                           ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
-        # Called once per readiness; several connections may be waiting.
-        debug = self.get_debug()
-        # The new sockets are made non-blocking by accept4() itself; the flag
-        # in their type tells the socket object so (timeout 0.0, no syscall).
-        family, type_, proto = _raw_family(sock), _raw_type(sock) | _SOCK_NONBLOCK, sock.proto
-        for _ in range(backlog):
-            try:
-                accepted = sock_accept_nonblocking(sock.fileno())
-                if accepted is None:
-                    return None  # nothing more to accept
-                fd, addr = accepted
-                conn = socket.socket(family, type_, proto, fileno=fd)
-                if debug:
-                    _logging_module.logger.debug("%r got a new connection from %r: %r",
-                                 server, addr, conn)
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return None  # nothing more to accept
-            except OSError as exc:
-                if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
-                    # The fd stays readable: stop watching it for a while, or
-                    # this would spin. Nobody awaits accept(), so it is logged.
-                    self.call_exception_handler({
-                        'message': 'socket.accept() out of system resource',
-                        'exception': exc,
-                        'socket': trsock.TransportSocket(sock),
-                    })
-                    self._remove_reader(sock.fileno())
-                    self.call_later(constants.ACCEPT_RETRY_DELAY,
-                                    self._resume_accepting,
-                                    protocol_factory, sock, sslcontext, server,
-                                    backlog, ssl_handshake_timeout,
-                                    ssl_shutdown_timeout)
-                    return None
-                raise  # the loop reports it through the exception handler
-            else:
-                # Each connection gets its own copy of the context, as it
-                # would with asyncio's one task per accepted connection.
-                contextvars.copy_context().run(
-                    self._accept_connection2, protocol_factory, conn,
-                    {'peername': addr}, sslcontext, server,
-                    ssl_handshake_timeout, ssl_shutdown_timeout)
-        return None
+    def _accept_paused(self, exc, protocol_factory, sock, *args):
+        # Out of fds (or buffers): the listening socket stays readable, so the
+        # acceptor stops watching it for a while, or it would spin. Nobody
+        # awaits accept(), so the error goes to the exception handler.
+        self.call_exception_handler({
+            'message': 'socket.accept() out of system resource',
+            'exception': exc,
+            'socket': trsock.TransportSocket(sock),
+        })
+        self._remove_reader(sock.fileno())
+        self.call_later(constants.ACCEPT_RETRY_DELAY, self._resume_accepting,
+                        protocol_factory, sock, *args)
 
     def _resume_accepting(self, protocol_factory, sock, *args):
         # The server may have been closed during the pause.
@@ -264,6 +238,10 @@ class ServerMixin:
                             sslcontext=None, server=None,
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+        # The acceptor's path for TLS, debug mode and a loop's own transports.
+        if self.get_debug():
+            _logging_module.logger.debug("%r got a new connection from %r: %r",
+                                         server, extra['peername'], conn)
         protocol = None
         transport = None
         # The waiter only serves to report a failed TLS handshake, which

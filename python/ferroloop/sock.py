@@ -118,7 +118,7 @@ class SockMixin:
         self._check_sock(sock)
         if sock.__class__ is _SOCKET:
             fd = sock.fileno()
-            if self._transports.data:
+            if self._transports:
                 self._ensure_fd_no_transport(fd)
             result = sock_recv_start(self, fd, n)
             if result.__class__ is bytes:
@@ -160,7 +160,7 @@ class SockMixin:
         self._check_sock(sock)
         if sock.__class__ is _SOCKET:
             fd = sock.fileno()
-            if self._transports.data:
+            if self._transports:
                 self._ensure_fd_no_transport(fd)
             fut = sock_sendall_start(self, fd, data)
             if fut is not None:

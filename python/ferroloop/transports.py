@@ -8,32 +8,15 @@ them runs no Python frame. What runs once per connection or on errors stays
 here.
 """
 
-import _socket
-import socket
 import sys
 import warnings
 
-from asyncio import constants, futures, transports
+from asyncio import constants, transports
 
-from ._ferroloop import stream_transport_core
-from .core_transport import CoreTransport, CoreWriteFlow, add_socket_extra, core_methods
+from ._ferroloop import init_socket_transport
+from .core_transport import CoreTransport, CoreWriteFlow, core_methods
 
 _WRITELINES_CHECKS = sys.version_info >= (3, 12)
-
-
-
-# socket.socket's family and type properties build an enum on every read;
-# the C socket's own attributes give the plain ints, once per connection.
-_raw_family = _socket.socket.family.__get__
-_raw_type = _socket.socket.type.__get__
-
-
-def _set_nodelay(sock):
-    # As asyncio: small writes go out without waiting for the peer's ACK.
-    if (_raw_family(sock) in (socket.AF_INET, socket.AF_INET6)
-            and _raw_type(sock) == socket.SOCK_STREAM
-            and sock.proto == socket.IPPROTO_TCP):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 # The hot methods are the core's own (see the module docstring).
@@ -49,22 +32,11 @@ class SocketTransport(CoreTransport, CoreWriteFlow, transports.Transport):
     _core = None
 
     def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
-        super().__init__(extra)
-        self._loop = loop
-        add_socket_extra(self._extra, sock)
-        self._sock_fd = sock.fileno()
-        self._server = server
-        core = stream_transport_core(loop, sock, self, protocol)
-        self._core = core
-        _set_nodelay(sock)
-        if server is not None:
-            server._attach(self)
-        loop._transports[self._sock_fd] = self
-        loop.call_soon(protocol.connection_made, self)
-        # Reading starts only once connection_made() has run.
-        loop.call_soon(core._start_reading)
-        if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+        # The extra info, the native core, TCP_NODELAY, the server's and the
+        # loop's records, then connection_made() and reading, scheduled in
+        # asyncio's order. A server's accept loop runs the same function on a
+        # transport it allocates itself.
+        init_socket_transport(self, loop, sock, protocol, waiter, extra, server)
 
     def __repr__(self):
         core = self._core
@@ -86,6 +58,9 @@ class SocketTransport(CoreTransport, CoreWriteFlow, transports.Transport):
         if core is not None and core._sock is not None:
             _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             core._sock.close()
+            # As asyncio (3.13): the server stops counting it.
+            if self._server is not None:
+                self._server._detach(self)
 
     # -- the rest of the Transport API ----------------------------------------
 

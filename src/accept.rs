@@ -1,0 +1,214 @@
+//! A server's accept loop (`create_server`, `create_unix_server`).
+//!
+//! The listening socket's reader is an `Acceptor`, fired natively. Each time
+//! the socket is readable it accepts up to `backlog` connections with
+//! `accept4` (non-blocking and close-on-exec from the start), wraps each in a
+//! `socket.socket`, and makes its protocol and transport inside a copy of the
+//! context, as asyncio's one task per accepted connection would. A plain
+//! connection outside debug mode gets its `SocketTransport` built here, with
+//! no Python frame of the loop's: that path is what a server pays per
+//! connection. TLS, debug mode (which logs and reports) and loops that make
+//! their own transports go through the loop's `_accept_connection2`; running
+//! out of fds goes to its `_accept_paused`.
+
+use crate::datagram_transport::{make_address, SockAddr};
+use crate::event_loop::{fileobj_to_fd, LoopCore};
+use crate::handle::{is_fatal, Handle, NativeCallback};
+use crate::os_error;
+use crate::poller::READABLE;
+use crate::sock_io::errno;
+use crate::stream_transport::{init_socket_transport, socket_kind};
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::{PyTraverseError, PyVisit};
+use std::os::fd::RawFd;
+
+static SOCKET_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+#[pyclass(frozen, module = "ferroloop._ferroloop")]
+pub struct Acceptor {
+    loop_: Py<LoopCore>,
+    fd: RawFd,
+    /// How each accepted socket is described to `socket.socket`: the
+    /// listening socket's family, type (plus SOCK_NONBLOCK, which accept4
+    /// set) and protocol.
+    kind: (i32, i32, i32),
+    protocol_factory: Py<PyAny>,
+    server: Py<PyAny>,
+    /// The class of the transports built here; None when every connection
+    /// takes the loop's Python path (TLS, or a loop's own transports).
+    transport_class: Option<Py<PyType>>,
+    /// What `_start_serving` was given, for the loop's Python paths:
+    /// (protocol_factory, sock, sslcontext, server, backlog,
+    /// ssl_handshake_timeout, ssl_shutdown_timeout).
+    serving: Py<PyTuple>,
+    backlog: i64,
+}
+
+impl NativeCallback for Acceptor {
+    fn fire(&self, py: Python<'_>) -> PyResult<()> {
+        self.__call__(py)
+    }
+}
+
+impl Acceptor {
+    /// One connection, or None when none is waiting (or it went away
+    /// before we took it, or accepting is paused for lack of fds).
+    fn accept(&self, py: Python<'_>) -> PyResult<Option<(RawFd, Py<PyAny>)>> {
+        let mut sa = SockAddr::zeroed();
+        // SAFETY: accept4 writes at most `sa.len` bytes into `sa.storage`.
+        let conn = unsafe {
+            libc::accept4(self.fd, (&mut sa.storage as *mut libc::sockaddr_storage).cast(), &mut sa.len, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+        };
+        if conn < 0 {
+            let e = errno();
+            return match e {
+                libc::EAGAIN | libc::EINTR | libc::ECONNABORTED => Ok(None),
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                    // The socket stays readable: the loop stops watching it
+                    // for a while, or this would spin.
+                    let mut args = vec![os_error::from_errno(py, e).into_value(py).into_any()];
+                    args.extend(self.serving.bind(py).iter().map(Bound::unbind));
+                    self.loop_.bind(py).call_method1(intern!(py, "_accept_paused"), PyTuple::new(py, args)?)?;
+                    Ok(None)
+                }
+                _ => Err(os_error::from_errno(py, e)),
+            };
+        }
+        match make_address(py, &sa) {
+            Ok(addr) => Ok(Some((conn, addr))),
+            Err(err) => {
+                // SAFETY: our own fd, not yet handed to anything.
+                unsafe { libc::close(conn) };
+                Err(err)
+            }
+        }
+    }
+
+    fn wrap<'py>(&self, py: Python<'py>, conn: RawFd) -> PyResult<Bound<'py, PyAny>> {
+        let (family, type_, proto) = self.kind;
+        let made = SOCKET_CLASS.import(py, "socket", "socket").and_then(|cls| cls.call1((family, type_, proto, conn)));
+        if made.is_err() {
+            // SAFETY: no socket object took the fd.
+            unsafe { libc::close(conn) };
+        }
+        made
+    }
+
+    /// The connection's protocol and transport, in the current context.
+    fn connection(&self, py: Python<'_>, sock: &Bound<'_, PyAny>, addr: Py<PyAny>) -> PyResult<()> {
+        let loop_ = self.loop_.bind(py);
+        let extra = PyDict::new(py);
+        extra.set_item(intern!(py, "peername"), addr)?;
+        let transport_class = match &self.transport_class {
+            Some(cls) if !loop_.get().debug(py) => cls.bind(py),
+            _ => {
+                let s = self.serving.bind(py);
+                let args = (&self.protocol_factory, sock, extra, s.get_item(2)?, &self.server, s.get_item(5)?, s.get_item(6)?);
+                loop_.call_method1(intern!(py, "_accept_connection2"), args)?;
+                return Ok(());
+            }
+        };
+        let built = self.protocol_factory.bind(py).call0().and_then(|protocol| {
+            let transport = new_instance(transport_class)?;
+            init_socket_transport(&transport, loop_, sock, &protocol, None, Some(extra.into_any()), Some(self.server.bind(py)))
+        });
+        match built {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // As the loop's Python path outside debug mode: the
+                // connection is dropped, and nothing is reported.
+                sock.call_method0(intern!(py, "close"))?;
+                if is_fatal(py, &e) { Err(e) } else { Ok(()) }
+            }
+        }
+    }
+}
+
+/// `cls.__new__(cls)`: the instance `init_socket_transport` initialises.
+fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
+    let py = cls.py();
+    // SAFETY: the type's own tp_new, called with no arguments.
+    unsafe {
+        let tp = cls.as_type_ptr();
+        let new = (*tp).tp_new.ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("cannot create instances"))?;
+        Bound::from_owned_ptr_or_err(py, new(tp, PyTuple::empty(py).as_ptr(), std::ptr::null_mut()))
+    }
+}
+
+#[pymethods]
+impl Acceptor {
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        for _ in 0..self.backlog {
+            let Some((conn, addr)) = self.accept(py)? else { return Ok(()) };
+            let sock = self.wrap(py, conn)?;
+            // SAFETY: a new reference or NULL with an exception set.
+            let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
+            // SAFETY: `context` is a Context; entered and left here.
+            if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+                return Err(PyErr::fetch(py));
+            }
+            let made = self.connection(py, &sock, addr);
+            // SAFETY: leaves the context entered above.
+            if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
+                return Err(PyErr::fetch(py));
+            }
+            made?;
+        }
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.protocol_factory)?;
+        visit.call(&self.server)?;
+        visit.call(&self.transport_class)?;
+        visit.call(&self.serving)
+    }
+}
+
+/// `loop._start_serving`: makes an `Acceptor` the reader of `sock`.
+/// `transport_class` is None when connections must take the loop's Python
+/// path (TLS, or a loop subclass that makes its own transports).
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn start_accepting(
+    loop_: &Bound<'_, LoopCore>,
+    protocol_factory: &Bound<'_, PyAny>,
+    sock: &Bound<'_, PyAny>,
+    sslcontext: &Bound<'_, PyAny>,
+    server: &Bound<'_, PyAny>,
+    backlog: i64,
+    ssl_handshake_timeout: &Bound<'_, PyAny>,
+    ssl_shutdown_timeout: &Bound<'_, PyAny>,
+    transport_class: Option<Bound<'_, PyType>>,
+) -> PyResult<()> {
+    let py = loop_.py();
+    let fd = fileobj_to_fd(sock)?;
+    let (family, type_, proto) = socket_kind(sock)?;
+    let serving = PyTuple::new(
+        py,
+        [protocol_factory, sock, sslcontext, server, &backlog.into_pyobject(py)?.into_any(), ssl_handshake_timeout, ssl_shutdown_timeout],
+    )?;
+    let acceptor = Acceptor {
+        loop_: loop_.clone().unbind(),
+        fd,
+        kind: (family, type_ | libc::SOCK_NONBLOCK, proto),
+        protocol_factory: protocol_factory.clone().unbind(),
+        server: server.clone().unbind(),
+        transport_class: transport_class.map(Bound::unbind),
+        serving: serving.unbind(),
+        backlog,
+    };
+    let handle = Handle::new_native(py, loop_.clone().unbind(), Py::new(py, acceptor)?)?;
+    LoopCore::watch(loop_, fd, READABLE, handle)
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Acceptor>()?;
+    m.add_function(wrap_pyfunction!(start_accepting, m)?)?;
+    Ok(())
+}
