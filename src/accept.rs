@@ -4,12 +4,13 @@
 //! the socket is readable it accepts up to `backlog` connections with
 //! `accept4` (non-blocking and close-on-exec from the start), wraps each in a
 //! `socket.socket`, and makes its protocol and transport inside a copy of the
-//! context, as asyncio's one task per accepted connection would. A plain
-//! connection outside debug mode gets its `SocketTransport` built here, with
-//! no Python frame of the loop's: that path is what a server pays per
-//! connection. TLS, debug mode (which logs and reports) and loops that make
-//! their own transports go through the loop's `_accept_connection2`; running
-//! out of fds goes to its `_accept_paused`.
+//! context, as asyncio's one task per accepted connection would. Outside
+//! debug mode each connection gets its `SocketTransport` built here (under
+//! the TLS layer from `tls.new_ssl_protocol` when serving TLS), with no
+//! Python frame of the loop's: that path is what a server pays per
+//! connection. Debug mode (which logs and reports) and loops that make their
+//! own transports go through the loop's `_accept_connection2`; running out
+//! of fds goes to its `_accept_paused`.
 
 use crate::datagram_transport::{make_address, SockAddr};
 use crate::event_loop::{fileobj_to_fd, LoopCore};
@@ -27,6 +28,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use std::os::fd::RawFd;
 
 static SOCKET_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static NEW_SSL_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
 pub struct Acceptor {
@@ -39,7 +41,7 @@ pub struct Acceptor {
     protocol_factory: Py<PyAny>,
     server: Py<PyAny>,
     /// The class of the transports built here; None when every connection
-    /// takes the loop's Python path (TLS, or a loop's own transports).
+    /// takes the loop's Python path (a loop's own transports).
     transport_class: Option<Py<PyType>>,
     /// What `_start_serving` was given, for the loop's Python paths:
     /// (protocol_factory, sock, sslcontext, server, backlog,
@@ -112,7 +114,19 @@ impl Acceptor {
                 return Ok(());
             }
         };
+        let serving = self.serving.bind(py);
         let built = self.protocol_factory.bind(py).call0().and_then(|protocol| {
+            let sslcontext = serving.get_item(2)?;
+            // With TLS the socket transport's protocol is the TLS layer.
+            let protocol = if sslcontext.is_truthy()? {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item(intern!(py, "ssl_handshake_timeout"), serving.get_item(5)?)?;
+                kwargs.set_item(intern!(py, "ssl_shutdown_timeout"), serving.get_item(6)?)?;
+                let new_ssl_protocol = NEW_SSL_PROTOCOL.import(py, "ferroloop.tls", "new_ssl_protocol")?;
+                new_ssl_protocol.call((loop_, protocol, sslcontext, py.None(), true), Some(&kwargs))?
+            } else {
+                protocol
+            };
             let transport = new_instance(transport_class)?;
             init_socket_transport(&transport, loop_, sock, &protocol, None, Some(extra.into_any()), Some(self.server.bind(py)))
         });
@@ -172,7 +186,7 @@ impl Acceptor {
 
 /// `loop._start_serving`: makes an `Acceptor` the reader of `sock`.
 /// `transport_class` is None when connections must take the loop's Python
-/// path (TLS, or a loop subclass that makes its own transports).
+/// path (a loop subclass that makes its own transports).
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn start_accepting(

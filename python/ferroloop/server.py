@@ -3,9 +3,10 @@ and the accept loop.
 
 The listening socket's reader is the native acceptor (``start_accepting``,
 ``src/accept.rs``): each time the socket is readable it accepts up to
-``backlog`` connections, and each gets its protocol and a stream transport at
-once -- built natively for plain connections, through ``_accept_connection2``
-here for TLS and in debug mode. Binding, option setting and error messages mirror asyncio's
+``backlog`` connections, and each gets its protocol and a stream transport
+(under the TLS layer with ``ssl=``) at once, built natively; in debug mode,
+or when a loop subclass makes its own transports, through
+``_accept_connection2`` here. Binding, option setting and error messages mirror asyncio's
 ``base_events`` / ``unix_events``, version by version where they differ.
 """
 
@@ -202,12 +203,13 @@ class ServerMixin:
                        sslcontext=None, server=None, backlog=100,
                        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
-        # Plain connections get their transport from the native acceptor,
-        # unless this loop's class makes its own. (loop.py imports this
-        # module, hence the late import.)
+        # Connections get their transports from the native acceptor, unless
+        # this loop's class makes its own. (loop.py imports this module,
+        # hence the late import.)
         from .loop import Loop
-        native = (not sslcontext and type(self)._make_socket_transport
-                  is Loop._make_socket_transport)
+        cls = type(self)
+        native = (cls._make_socket_transport is Loop._make_socket_transport
+                  and cls._make_ssl_transport is Loop._make_ssl_transport)
         start_accepting(self, protocol_factory, sock, sslcontext, server, backlog,
                         ssl_handshake_timeout, ssl_shutdown_timeout,
                         SocketTransport if native else None)
@@ -238,7 +240,7 @@ class ServerMixin:
                             sslcontext=None, server=None,
                             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
-        # The acceptor's path for TLS, debug mode and a loop's own transports.
+        # The acceptor's path in debug mode and for a loop's own transports.
         if self.get_debug():
             _logging_module.logger.debug("%r got a new connection from %r: %r",
                                          server, extra['peername'], conn)
