@@ -326,12 +326,10 @@ impl TLSProtocolCore {
         let this = slf.get();
         this.cancel_timeouts(py, true, false)?;
         let sslobj = obj!(this, py, sslobj).map(|o| o.into_bound(py));
+        // The queries go to the engine directly, as the other TLS calls do.
         let peercert = match handshake_exc {
             Some(e) => Err(e),
-            None => this.set_phase(py, Phase::Wrapped).and_then(|_| match &sslobj {
-                Some(o) => o.call_method0(intern!(py, "getpeercert")),
-                None => Err(PyRuntimeError::new_err("TLS protocol is cleared")),
-            }),
+            None => this.set_phase(py, Phase::Wrapped).and_then(|_| this.ssl_io(py)?.call_method0(intern!(py, "getpeercert"))),
         };
         let peercert = match peercert {
             Ok(p) => p,
@@ -354,10 +352,11 @@ impl TLSProtocolCore {
         }
         if let (Some(extra), Some(o)) = (obj!(this, py, extra), &sslobj) {
             let extra = extra.bind(py);
-            extra.set_item("peercert", peercert)?;
-            extra.set_item("cipher", o.call_method0("cipher")?)?;
-            extra.set_item("compression", o.call_method0("compression")?)?;
-            extra.set_item("ssl_object", o)?;
+            let io = this.ssl_io(py)?;
+            extra.set_item(intern!(py, "peercert"), peercert)?;
+            extra.set_item(intern!(py, "cipher"), io.call_method0(intern!(py, "cipher"))?)?;
+            extra.set_item(intern!(py, "compression"), io.call_method0(intern!(py, "compression"))?)?;
+            extra.set_item(intern!(py, "ssl_object"), o)?;
         }
         if this.st.with(py, |s| s.app_phase) == AppPhase::Init {
             this.st.with(py, |s| s.app_phase = AppPhase::ConMade);
