@@ -756,6 +756,60 @@ def test_each_connection_runs_in_its_own_context(loop):
     run(loop, server.wait_closed())
 
 
+def test_accepted_connection_fd_is_refused_to_add_reader_until_lost(loop):
+    factory = Factory(loop)
+    server = run(loop, loop.create_server(factory, '127.0.0.1', 0))
+
+    async def main():
+        with client_socket() as c:
+            await loop.sock_connect(c, server.sockets[0].getsockname())
+            while not factory.protocols or factory.protocols[0].transport is None:
+                await asyncio.sleep(0.001)
+            transport = factory.protocols[0].transport
+            fd = transport.get_extra_info('socket').fileno()
+            with pytest.raises(RuntimeError, match=f'File descriptor {fd} is used by transport'):
+                loop.add_reader(fd, lambda: None)
+            transport.close()
+            await factory.protocols[0].lost
+            return fd
+
+    fd = run(loop, main())
+    server.close()
+    run(loop, server.wait_closed())
+    if isinstance(loop, ferroloop.Loop):
+        # (The stdlib loop keeps the entry until the transport is collected.)
+        assert fd not in loop._transports
+
+
+def test_loop_subclass_making_its_own_transports_gets_accepted_sockets():
+    made = []
+
+    class OwnTransports(ferroloop.Loop):
+        def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+            made.append((sock.getsockname(), extra['peername']))
+            return super()._make_socket_transport(sock, protocol, waiter, extra=extra, server=server)
+
+    loop = OwnTransports()
+    try:
+        factory = Factory(loop, echo=True)
+        server = run(loop, loop.create_server(factory, '127.0.0.1', 0))
+        addr = server.sockets[0].getsockname()
+
+        async def main():
+            with client_socket() as c:
+                await loop.sock_connect(c, addr)
+                await loop.sock_sendall(c, b'own')
+                return await recv_exactly(loop, c, 3), c.getsockname()
+
+        echoed, client_addr = run(loop, main())
+        server.close()
+        run(loop, server.wait_closed())
+    finally:
+        loop.close()
+    assert echoed == b'own'
+    assert made == [(addr, client_addr)]
+
+
 # -- Unix servers ---------------------------------------------------------------------
 
 
