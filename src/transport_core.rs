@@ -273,8 +273,8 @@ pub trait Closing: ReadControl {
     fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Py<PyAny>) -> PyResult<()> {
         let py = slf.py();
         let Some(t) = slf.get().py_transport(py) else { return Ok(()) };
-        let cb = t.getattr("_call_connection_lost")?;
-        slf.get().event_loop().bind(py).call_method1("call_soon", (cb, exc))?;
+        let cb = t.getattr(intern!(py, "_call_connection_lost"))?;
+        LoopCore::call_soon(slf.get().event_loop().bind(py), cb, PyTuple::new(py, [exc])?, None)?;
         Ok(())
     }
 
