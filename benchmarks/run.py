@@ -11,7 +11,8 @@ Method (see README.md for the why):
   the client SCHED_BATCH -- because on these 2-core machines a cross-CPU
   wake-up costs ~50 us per round trip and would hide every loop difference;
 - rounds interleave the loops (round 1: A B C for each benchmark, round 2:
-  A B C, ...), so drift in machine load hits every loop alike;
+  B C A, round 3: C A B, ...), so drift in machine load hits every loop
+  alike and no loop always runs right after the same other one;
 - the table reports medians over the rounds; raw samples go to
   benchmarks/results/run-*.json.
 The C epoll echo server (c_echo/, compiled here with cc) is measured the same
@@ -532,7 +533,12 @@ def main(argv=None):
     for rnd in range(1, cfg['rounds'] + 1):
         ceilings_done = set()
         for bench in args.benchmarks:
-            contenders = list(loops)
+            # Each round starts from the next loop (A B C, B C A, ...): a run
+            # leaves the machine a little different for the one after it
+            # (a handshake run leaves thousands of TIME_WAIT sockets), and
+            # no loop should always come last.
+            shift = (rnd - 1) % len(loops)
+            contenders = loops[shift:] + loops[:shift]
             ceiling = ceilings.get(bench)
             if ceiling and ceiling not in ceilings_done:   # shared by rows: once a round
                 contenders.append(report.C_CEILING)

@@ -1,10 +1,16 @@
 //! A server's accept loop (`create_server`, `create_unix_server`).
 //!
 //! The listening socket's reader is an `Acceptor`, fired natively. Each time
-//! the socket is readable it accepts up to `backlog` connections with
-//! `accept4` (non-blocking and close-on-exec from the start), wraps each in a
+//! the socket is readable it accepts one connection with `accept4`
+//! (non-blocking and close-on-exec from the start), wraps it in a
 //! `socket.socket`, and makes its protocol and transport inside a copy of the
-//! context, as asyncio's one task per accepted connection would. Outside
+//! context, as asyncio's one task per accepted connection would. One, not
+//! asyncio's loop up to `backlog`: Linux allocates the new socket and its
+//! file before it looks at the queue, so the `accept4` that finds the queue
+//! empty costs most of a real one (about 4 us, a server's whole loop
+//! overhead for a connection). The socket stays readable while connections
+//! wait, so each loop turn takes the next one, between the other ready
+//! callbacks, as libuv's servers do. Outside
 //! debug mode each connection gets its `SocketTransport` built here (under
 //! the TLS layer from `tls.new_ssl_protocol` when serving TLS), with no
 //! Python frame of the loop's: that path is what a server pays per
@@ -47,7 +53,6 @@ pub struct Acceptor {
     /// (protocol_factory, sock, sslcontext, server, backlog,
     /// ssl_handshake_timeout, ssl_shutdown_timeout).
     serving: Py<PyTuple>,
-    backlog: i64,
 }
 
 impl NativeCallback for Acceptor {
@@ -156,23 +161,20 @@ fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
 #[pymethods]
 impl Acceptor {
     fn __call__(&self, py: Python<'_>) -> PyResult<()> {
-        for _ in 0..self.backlog {
-            let Some((conn, addr)) = self.accept(py)? else { return Ok(()) };
-            let sock = self.wrap(py, conn)?;
-            // SAFETY: a new reference or NULL with an exception set.
-            let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
-            // SAFETY: `context` is a Context; entered and left here.
-            if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
-                return Err(PyErr::fetch(py));
-            }
-            let made = self.connection(py, &sock, addr);
-            // SAFETY: leaves the context entered above.
-            if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
-                return Err(PyErr::fetch(py));
-            }
-            made?;
+        let Some((conn, addr)) = self.accept(py)? else { return Ok(()) };
+        let sock = self.wrap(py, conn)?;
+        // SAFETY: a new reference or NULL with an exception set.
+        let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
+        // SAFETY: `context` is a Context; entered and left here.
+        if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+            return Err(PyErr::fetch(py));
         }
-        Ok(())
+        let made = self.connection(py, &sock, addr);
+        // SAFETY: leaves the context entered above.
+        if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        made
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -215,7 +217,6 @@ fn start_accepting(
         server: server.clone().unbind(),
         transport_class: transport_class.map(Bound::unbind),
         serving: serving.unbind(),
-        backlog,
     };
     let handle = Handle::new_native(py, loop_.clone().unbind(), Py::new(py, acceptor)?)?;
     LoopCore::watch(loop_, fd, READABLE, handle)

@@ -520,6 +520,9 @@ def out_of_fds():
     """Until exit the process cannot open another fd: accept() fails with a
     real EMFILE. Sockets the test needs must exist before."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # Sockets earlier tests left to the collector would free lower fds
+    # mid-test, and accept() would then succeed.
+    gc.collect()
     lowest_free = os.dup(0)
     os.close(lowest_free)
     resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
