@@ -12,7 +12,7 @@
 //! wait, so each loop turn takes the next one, between the other ready
 //! callbacks, as libuv's servers do. Outside
 //! debug mode each connection gets its `SocketTransport` built here (under
-//! the TLS layer from `tls.new_ssl_protocol` when serving TLS), with no
+//! the TLS layer from `new_ssl_protocol` when serving TLS), with no
 //! Python frame of the loop's: that path is what a server pays per
 //! connection. Debug mode (which logs and reports) and loops that make their
 //! own transports go through the loop's `_accept_connection2`; running out
@@ -25,6 +25,7 @@ use crate::os_error;
 use crate::poller::READABLE;
 use crate::sock_io::errno;
 use crate::stream_transport::{init_socket_transport, socket_kind};
+use crate::tls_protocol::new_ssl_protocol;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -34,7 +35,6 @@ use pyo3::{PyTraverseError, PyVisit};
 use std::os::fd::RawFd;
 
 static SOCKET_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static NEW_SSL_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 #[pyclass(frozen, module = "ferroloop._ferroloop")]
 pub struct Acceptor {
@@ -124,11 +124,19 @@ impl Acceptor {
             let sslcontext = serving.get_item(2)?;
             // With TLS the socket transport's protocol is the TLS layer.
             let protocol = if sslcontext.is_truthy()? {
-                let kwargs = PyDict::new(py);
-                kwargs.set_item(intern!(py, "ssl_handshake_timeout"), serving.get_item(5)?)?;
-                kwargs.set_item(intern!(py, "ssl_shutdown_timeout"), serving.get_item(6)?)?;
-                let new_ssl_protocol = NEW_SSL_PROTOCOL.import(py, "ferroloop.tls", "new_ssl_protocol")?;
-                new_ssl_protocol.call((loop_, protocol, sslcontext, py.None(), true), Some(&kwargs))?
+                let server_side = pyo3::types::PyBool::new(py, true);
+                let (handshake_timeout, shutdown_timeout) = (serving.get_item(5)?, serving.get_item(6)?);
+                new_ssl_protocol(
+                    loop_.as_any(),
+                    &protocol,
+                    &sslcontext,
+                    &py.None().into_bound(py),
+                    Some(server_side.as_any()),
+                    None,
+                    true,
+                    Some(&handshake_timeout),
+                    Some(&shutdown_timeout),
+                )?
             } else {
                 protocol
             };
@@ -148,7 +156,7 @@ impl Acceptor {
 }
 
 /// `cls.__new__(cls)`: the instance `init_socket_transport` initialises.
-fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
     let py = cls.py();
     // SAFETY: the type's own tp_new, called with no arguments.
     unsafe {

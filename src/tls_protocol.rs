@@ -12,16 +12,17 @@
 //! transport's read buffer straight into the incoming BIO and the outgoing
 //! BIO's bytes straight to the transport's write, without Python frames.
 
+use crate::accept::new_instance;
 use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::is_fatal;
 use crate::stream_transport::StreamTransportCore;
-use pyo3::exceptions::{PyAssertionError, PyConnectionAbortedError, PyConnectionResetError, PyException, PyOSError, PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyAssertionError, PyConnectionAbortedError, PyConnectionResetError, PyException, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PySlice};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PySlice, PyType};
 use pyo3::{intern, PyTraverseError, PyVisit};
 use std::collections::VecDeque;
 
@@ -1226,6 +1227,126 @@ impl TLSProtocolCore {
     }
 }
 
+static SSL_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static MEMORY_BIO: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SSL_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SSL_TRANSPORT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static DEFAULT_HANDSHAKE_TIMEOUT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static DEFAULT_SHUTDOWN_TIMEOUT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static CREATE_TRANSPORT_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// asyncio's `SSLProtocol(...)`: the TLS layer (`ferroloop.tls.SSLProtocol`)
+/// with its `SSLTransport`, after asyncio's checks, defaults and errors.
+/// Native because a TLS server builds one per connection.
+#[pyfunction]
+#[pyo3(signature = (loop_, app_protocol, sslcontext, waiter, server_side=None, server_hostname=None,
+                    call_connection_made=true, ssl_handshake_timeout=None, ssl_shutdown_timeout=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn new_ssl_protocol<'py>(
+    loop_: &Bound<'py, PyAny>,
+    app_protocol: &Bound<'py, PyAny>,
+    sslcontext: &Bound<'py, PyAny>,
+    waiter: &Bound<'py, PyAny>,
+    server_side: Option<&Bound<'py, PyAny>>,
+    server_hostname: Option<&Bound<'py, PyAny>>,
+    call_connection_made: bool,
+    ssl_handshake_timeout: Option<&Bound<'py, PyAny>>,
+    ssl_shutdown_timeout: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = loop_.py();
+    let server_side = match server_side {
+        Some(s) => s.is_truthy()?,
+        None => false,
+    };
+    let memory_bio = imported(py, &MEMORY_BIO, "ssl", "MemoryBIO").map_err(|_| PyRuntimeError::new_err("stdlib ssl module not available"))?;
+    let handshake_timeout = positive_or_default(py, ssl_handshake_timeout, &DEFAULT_HANDSHAKE_TIMEOUT, "ssl_handshake_timeout", "SSL_HANDSHAKE_TIMEOUT")?;
+    let shutdown_timeout = positive_or_default(py, ssl_shutdown_timeout, &DEFAULT_SHUTDOWN_TIMEOUT, "ssl_shutdown_timeout", "SSL_SHUTDOWN_TIMEOUT")?;
+    let server_hostname = server_hostname.filter(|h| !h.is_none());
+    let sslcontext = if sslcontext.is_truthy()? {
+        sslcontext.clone()
+    } else {
+        imported(py, &CREATE_TRANSPORT_CONTEXT, "asyncio.sslproto", "_create_transport_context")?.call1((server_side, server_hostname))?
+    };
+    let incoming = memory_bio.call0()?;
+    let outgoing = memory_bio.call0()?;
+    let hostname = match server_hostname {
+        Some(h) if !server_side && h.is_truthy()? => Some(h),
+        _ => None,
+    };
+    let sslobj = wrap_bio(&sslcontext, &incoming, &outgoing, server_side, hostname)?;
+    let waiter = if waiter.is_none() { None } else { Some(waiter) };
+    let protocol = imported(py, &SSL_PROTOCOL, "ferroloop.tls", "SSLProtocol")?.call1((
+        loop_,
+        app_protocol,
+        &sslcontext,
+        sslobj,
+        incoming,
+        outgoing,
+        waiter,
+        call_connection_made,
+        handshake_timeout,
+        shutdown_timeout,
+    ))?;
+    // `SSLTransport` has no __init__ of its own: these are its attributes.
+    let transport = new_instance(imported(py, &SSL_TRANSPORT, "ferroloop.tls", "SSLTransport")?.cast::<PyType>()?)?;
+    transport.setattr(intern!(py, "_closed"), false)?;
+    transport.setattr(intern!(py, "_loop"), loop_)?;
+    transport.setattr(intern!(py, "_ssl_protocol"), &protocol)?;
+    // The hot path: the layer's own method, no Python frame.
+    transport.setattr(intern!(py, "write"), protocol.getattr(intern!(py, "_app_write"))?)?;
+    protocol.cast::<TLSProtocolCore>()?.get()._set_app_transport(py, transport.unbind())?;
+    Ok(protocol)
+}
+
+/// A timeout argument: asyncio's default for None, else it must be positive.
+fn positive_or_default<'py>(
+    py: Python<'py>,
+    value: Option<&Bound<'py, PyAny>>,
+    default: &'static PyOnceLock<Py<PyAny>>,
+    what: &str,
+    constant: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    match value {
+        Some(v) if !v.is_none() => {
+            if v.le(0)? {
+                return Err(PyValueError::new_err(format!("{what} should be a positive number, got {}", v.str()?)));
+            }
+            Ok(v.clone())
+        }
+        _ => imported(py, default, "asyncio.constants", constant).cloned(),
+    }
+}
+
+/// `sslcontext.wrap_bio(incoming, outgoing, ...)`. For a context whose
+/// class keeps `ssl`'s own `wrap_bio` and `SSLObject`, and no hostname to
+/// encode, the same steps without ssl.py's three Python frames.
+fn wrap_bio<'py>(
+    ctx: &Bound<'py, PyAny>,
+    incoming: &Bound<'py, PyAny>,
+    outgoing: &Bound<'py, PyAny>,
+    server_side: bool,
+    hostname: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = ctx.py();
+    let ssl_object = imported(py, &SSL_OBJECT, "ssl", "SSLObject")?;
+    let cls = ctx.get_type();
+    let stock = hostname.is_none()
+        && cls.getattr(intern!(py, "sslobject_class"))?.is(ssl_object)
+        && cls.getattr(intern!(py, "wrap_bio"))?.is(imported(py, &SSL_CONTEXT, "ssl", "SSLContext")?.getattr(intern!(py, "wrap_bio"))?);
+    let kwargs = PyDict::new(py);
+    if !stock {
+        kwargs.set_item(intern!(py, "server_side"), server_side)?;
+        kwargs.set_item(intern!(py, "server_hostname"), hostname)?;
+        return ctx.call_method(intern!(py, "wrap_bio"), (incoming, outgoing), Some(&kwargs));
+    }
+    let sslobj = new_instance(ssl_object.cast::<PyType>()?)?;
+    kwargs.set_item(intern!(py, "owner"), &sslobj)?;
+    let engine = ctx.call_method(intern!(py, "_wrap_bio"), (incoming, outgoing, server_side, py.None()), Some(&kwargs))?;
+    sslobj.setattr(intern!(py, "_sslobj"), engine)?;
+    Ok(sslobj)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<TLSProtocolCore>()
+    m.add_class::<TLSProtocolCore>()?;
+    m.add_function(wrap_pyfunction!(new_ssl_protocol, m)?)
 }

@@ -524,3 +524,56 @@ def test_tls_layer_over_a_foreign_transport_uses_get_buffer(server_ctx, client_c
     assert data == b'HELLO ' * 10_000
     assert version.startswith('TLS')
     assert events == ['made', 'data', 'eof', 'lost']
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'ssl_handshake_timeout': 0}, 'ssl_handshake_timeout should be a positive number, got 0'),
+    ({'ssl_shutdown_timeout': -1.5}, 'ssl_shutdown_timeout should be a positive number, got -1.5'),
+])
+def test_tls_layer_refuses_bad_timeouts_with_asyncios_message(server_ctx, kwargs, message):
+    from asyncio import sslproto
+    from ferroloop import tls
+    loop = ferroloop.new_event_loop()
+    try:
+        for build in (sslproto.SSLProtocol, tls.new_ssl_protocol):
+            with pytest.raises(ValueError) as caught:
+                build(loop, asyncio.Protocol(), server_ctx, None, server_side=True, **kwargs)
+            assert str(caught.value) == message
+        for build in (sslproto.SSLProtocol, tls.new_ssl_protocol):
+            with pytest.raises(ValueError, match='^Server side SSL needs a valid SSLContext$'):
+                build(loop, asyncio.Protocol(), None, None, server_side=True)
+    finally:
+        loop.close()
+
+
+def test_context_sslobject_class_and_hostname_reach_both_ends(loop, server_ctx, certs):
+    class MySSLObject(ssl.SSLObject):
+        pass
+
+    class MyContext(ssl.SSLContext):
+        sslobject_class = MySSLObject
+
+    server_ctx2 = MyContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx2.load_cert_chain(certs / 'server.pem', certs / 'server.key')
+    client_ctx = ssl.create_default_context(cafile=str(certs / 'ca.pem'))
+    seen = loop.create_future()
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport):
+            seen.set_result(type(transport.get_extra_info('ssl_object')))
+            transport.close()
+
+    async def main():
+        server = await loop.create_server(Server, '127.0.0.1', 0, ssl=server_ctx2)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection('127.0.0.1', port, ssl=client_ctx,
+                                                       server_hostname='localhost')
+        client_obj = writer.get_extra_info('ssl_object')
+        server_class = await asyncio.wait_for(seen, 10)
+        assert await reader.read() == b''
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return server_class, type(client_obj), client_obj.server_hostname, client_obj.server_side
+
+    assert run(loop, main()) == (MySSLObject, ssl.SSLObject, 'localhost', False)

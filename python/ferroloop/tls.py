@@ -3,15 +3,16 @@
 The state machine is native (``TLSProtocolCore``, asyncio's ``SSLProtocol``
 contract); the user's ``ssl.SSLContext`` does the cryptography through an
 ``ssl.SSLObject`` over memory BIOs, so every context option keeps working.
-Here: the argument checks, building the BIOs, and ``SSLTransport``, the
-``asyncio.Transport`` the application sees.
+Here: ``SSLTransport``, the ``asyncio.Transport`` the application sees, and
+the loop's TLS methods. ``new_ssl_protocol`` (native, asyncio's
+``SSLProtocol(...)`` with its checks and errors) builds both halves.
 """
 
 import warnings
 
-from asyncio import constants, protocols, sslproto, transports
+from asyncio import constants, protocols, transports
 
-from ._ferroloop import TLSProtocolCore
+from ._ferroloop import TLSProtocolCore, new_ssl_protocol
 
 try:
     import ssl
@@ -25,51 +26,16 @@ class SSLProtocol(TLSProtocolCore, protocols.BufferedProtocol):
     __slots__ = ()
 
 
-def new_ssl_protocol(loop, app_protocol, sslcontext, waiter,
-                     server_side=False, server_hostname=None,
-                     call_connection_made=True,
-                     ssl_handshake_timeout=None, ssl_shutdown_timeout=None):
-    """asyncio's ``SSLProtocol(...)``, with the same checks and errors."""
-    if ssl is None:
-        raise RuntimeError("stdlib ssl module not available")
-    if ssl_handshake_timeout is None:
-        ssl_handshake_timeout = constants.SSL_HANDSHAKE_TIMEOUT
-    elif ssl_handshake_timeout <= 0:
-        raise ValueError(
-            f"ssl_handshake_timeout should be a positive number, "
-            f"got {ssl_handshake_timeout}")
-    if ssl_shutdown_timeout is None:
-        ssl_shutdown_timeout = constants.SSL_SHUTDOWN_TIMEOUT
-    elif ssl_shutdown_timeout <= 0:
-        raise ValueError(
-            f"ssl_shutdown_timeout should be a positive number, "
-            f"got {ssl_shutdown_timeout}")
-    if not sslcontext:
-        sslcontext = sslproto._create_transport_context(server_side, server_hostname)
-    incoming = ssl.MemoryBIO()
-    outgoing = ssl.MemoryBIO()
-    sslobj = sslcontext.wrap_bio(
-        incoming, outgoing, server_side=server_side,
-        server_hostname=server_hostname if server_hostname and not server_side else None)
-    protocol = SSLProtocol(loop, app_protocol, sslcontext, sslobj, incoming, outgoing,
-                           waiter, call_connection_made,
-                           ssl_handshake_timeout, ssl_shutdown_timeout)
-    protocol._set_app_transport(SSLTransport(loop, protocol))
-    return protocol
-
-
 class SSLTransport(transports._FlowControlMixin, transports.Transport):
-    """The transport a TLS connection's application protocol sees."""
+    """The transport a TLS connection's application protocol sees.
+
+    ``new_ssl_protocol`` (native) makes it with its layer and sets its
+    attributes: ``_loop``, ``_ssl_protocol``, ``_closed``, and ``write``
+    bound to the layer's own method.
+    """
 
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.FALLBACK
-
-    def __init__(self, loop, ssl_protocol):
-        self._loop = loop
-        self._ssl_protocol = ssl_protocol
-        self._closed = False
-        # The hot path: the native layer's own method, no Python frame.
-        self.write = ssl_protocol._app_write
 
     def get_extra_info(self, name, default=None):
         return self._ssl_protocol._get_extra_info(name, default)
