@@ -532,7 +532,7 @@ impl TLSProtocolCore {
 
     /// Hands received bytes to the TLS engine (no Python code runs).
     pub fn feed(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        let Some(incoming) = obj!(self, py, incoming) else { return Ok(()) };
+        let Some(incoming) = obj!(self, py, incoming).filter(|_| !data.is_empty()) else { return Ok(()) };
         let view = unsafe {
             let ptr = ffi::PyMemoryView_FromMemory(data.as_ptr() as *mut _, data.len() as ffi::Py_ssize_t, ffi::PyBUF_READ);
             Bound::from_owned_ptr_or_err(py, ptr)?
@@ -581,9 +581,11 @@ impl TLSProtocolCore {
         }
     }
 
-    /// True when another `read()` could only raise SSLWantReadError: no
-    /// decrypted bytes wait and the incoming BIO is empty. Stopping there
-    /// spares building that exception on every read.
+    /// True when a `read()` could only raise SSLWantReadError: no decrypted
+    /// bytes wait and the incoming BIO is empty. Not reading then spares
+    /// building that exception (with its formatted message): asyncio's read
+    /// after each record, at the end of the handshake and at EOF each built
+    /// one, two per TLS connection that uvloop does not build.
     fn drained(&self, py: Python<'_>, io: &Bound<'_, PyAny>) -> PyResult<bool> {
         Ok(self.read_buffer_size(py)? == 0 && io.call_method0(intern!(py, "pending"))?.extract::<usize>()? == 0)
     }
@@ -604,7 +606,7 @@ impl TLSProtocolCore {
                 buf.resize(MAX_SIZE, 0);
             }
             let mut filled = 0usize;
-            while filled < MAX_SIZE {
+            while filled < MAX_SIZE && !this.drained(py, &io)? {
                 let view = unsafe {
                     let ptr = ffi::PyMemoryView_FromMemory(
                         buf.as_mut_ptr().add(filled).cast(),
@@ -623,9 +625,6 @@ impl TLSProtocolCore {
                             break;
                         }
                         filled += n;
-                        if this.drained(py, &io)? {
-                            break;
-                        }
                     }
                     Err(e) if is_again(py, &e)? => break,
                     Err(e) => return Err(e),
@@ -657,6 +656,9 @@ impl TLSProtocolCore {
         let (Some(get_buffer), Some(buffer_updated)) = (obj!(this, py, app_get_buffer), obj!(this, py, app_buffer_updated)) else {
             return Ok(());
         };
+        if this.drained(py, &io)? {
+            return Ok(());
+        }
         let buf = get_buffer.call1(py, (this.read_buffer_size(py)?,))?.into_bound(py);
         let wants = buf.len()?;
         let view = PyMemoryView::from(&buf)?;
