@@ -377,6 +377,11 @@ def main(argv=None):
     # every thread land in the log, which the timeout record quotes.
     faulthandler.enable()
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    # A worker started from a background job inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler: test_runners'
+    # interrupt tests would wait forever for one. Tests expect a normal
+    # interpreter's handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     from test import support
     # A wait that test_asyncio bounds with SHORT_TIMEOUT (30 s) then fails as
