@@ -368,6 +368,29 @@ def test_burst_of_connections_all_served(loop, errors):
     assert errors == []
 
 
+def test_connections_queued_while_the_loop_was_busy_are_accepted_together(loop):
+    # asyncio takes up to `backlog` connections per readiness of the
+    # listener (and makes their protocols on the next turn); all 20 queued
+    # here must have their protocols after two turns of the loop.
+    factory = Factory(loop, echo=True)
+    server = run(loop, loop.create_server(factory, '127.0.0.1', 0))
+    clients = [socket.create_connection(server.sockets[0].getsockname()) for _ in range(20)]
+    try:
+        for _ in range(2):
+            loop.call_soon(loop.stop)
+            loop.run_forever()
+        assert len(factory.protocols) == 20
+        for i, c in enumerate(clients):
+            c.sendall(b'%d' % i)
+        run_until(loop, lambda: all(p.data for p in factory.protocols))
+        assert sorted(bytes(p.data) for p in factory.protocols) == sorted(b'%d' % i for i in range(20))
+    finally:
+        for c in clients:
+            c.close()
+        server.close()
+        run(loop, server.wait_closed())
+
+
 def test_closed_server_keeps_its_connections_and_refuses_new_ones(loop):
     factory = Factory(loop, echo=True)
     server = run(loop, loop.create_server(factory, '127.0.0.1', 0))
