@@ -133,7 +133,7 @@ impl Acceptor {
                     loop_.as_any(),
                     &protocol,
                     &sslcontext,
-                    &py.None().into_bound(py),
+                    None,
                     Some(server_side.as_any()),
                     None,
                     true,

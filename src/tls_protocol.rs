@@ -1248,7 +1248,7 @@ pub fn new_ssl_protocol<'py>(
     loop_: &Bound<'py, PyAny>,
     app_protocol: &Bound<'py, PyAny>,
     sslcontext: &Bound<'py, PyAny>,
-    waiter: &Bound<'py, PyAny>,
+    waiter: Option<&Bound<'py, PyAny>>,
     server_side: Option<&Bound<'py, PyAny>>,
     server_hostname: Option<&Bound<'py, PyAny>>,
     call_connection_made: bool,
@@ -1276,7 +1276,6 @@ pub fn new_ssl_protocol<'py>(
         _ => None,
     };
     let sslobj = wrap_bio(&sslcontext, &incoming, &outgoing, server_side, hostname)?;
-    let waiter = if waiter.is_none() { None } else { Some(waiter) };
     let protocol = imported(py, &SSL_PROTOCOL, "ferroloop.tls", "SSLProtocol")?.call1((
         loop_,
         app_protocol,
