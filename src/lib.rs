@@ -10,6 +10,7 @@ pub mod datagram_transport;
 pub mod os_error;
 pub mod pipe_transport;
 pub mod poller;
+pub mod read_bytes;
 pub mod sock_io;
 pub mod sock_ops;
 pub mod stream_transport;

@@ -19,6 +19,7 @@ use crate::gil_cell::GilCell;
 use crate::handle::{is_fatal, Handle, NativeCallback};
 use crate::transport_core::{ReadControl, WriteFlow};
 use crate::poller::{READABLE, WRITABLE};
+use crate::read_bytes::ReadBytes;
 use crate::sock_io::{outcome, read_sized, Attempt, HeldBuffer};
 use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError};
 use pyo3::prelude::*;
@@ -33,7 +34,7 @@ const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u32 = 5;
 const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
 
 /// `os.read(fd, size)`: bytes (empty at end of file), or not ready.
-fn read_bytes(py: Python<'_>, fd: RawFd, size: usize) -> Attempt<Py<PyAny>> {
+fn read_bytes(py: Python<'_>, fd: RawFd, size: usize) -> Attempt<ReadBytes> {
     read_sized(py, fd, size, true, |buf, len| unsafe { libc::read(fd, buf, len) })
 }
 
@@ -280,20 +281,14 @@ impl ReadPipeCore {
                 None => Ok(()),
             },
             Attempt::Done(data) => {
-                let got = data.bind(py).len()?;
+                let got = data.len();
                 if got >= DEFAULT_PIPE_SIZE && this.may_grow.get(py) {
                     // The child filled the pipe: let it write more at a time.
                     this.may_grow.set(py, false);
                     grow_pipe(this.fd);
                 }
                 if got > 0 {
-                    return match field!(this, py, data_received) {
-                        Some(cb) => cb.call1(py, (data,)).map(drop),
-                        None => match field!(this, py, protocol) {
-                            Some(p) => p.call_method1(py, "data_received", (data,)).map(drop),
-                            None => Ok(()),
-                        },
-                    };
+                    return data.deliver(py, field!(this, py, data_received), || field!(this, py, protocol));
                 }
                 // End of file.
                 let Some(t) = this.transport(py) else { return Ok(()) };

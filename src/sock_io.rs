@@ -3,15 +3,10 @@
 //! and real errors become the OSError subclass the `socket` module raises.
 
 use crate::os_error;
+use crate::read_bytes::ReadBytes;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
 use std::os::fd::RawFd;
-
-unsafe extern "C" {
-    // Public in CPython's C API, not re-exported by pyo3-ffi.
-    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, newsize: ffi::Py_ssize_t) -> std::os::raw::c_int;
-}
 
 pub fn errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
@@ -27,6 +22,16 @@ pub enum Attempt<T> {
     Done(T),
     NotReady,
     Failed(PyErr),
+}
+
+impl<T> Attempt<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Attempt<U> {
+        match self {
+            Attempt::Done(v) => Attempt::Done(f(v)),
+            Attempt::NotReady => Attempt::NotReady,
+            Attempt::Failed(e) => Attempt::Failed(e),
+        }
+    }
 }
 
 /// Reads at least this large go straight into their bytes object when the
@@ -57,29 +62,22 @@ fn read_outcome<T>(py: Python<'_>, got: isize, done: impl FnOnce(usize) -> Attem
     }
 }
 
-/// Reads up to `n` bytes with `read` into a new bytes object, shrunk to what
+/// Reads up to `n` bytes with `read` into a bytes object, shrunk to what
 /// arrived (empty at end of stream).
-pub fn read_new_bytes(py: Python<'_>, n: usize, read: impl FnOnce(*mut libc::c_void, usize) -> isize) -> Attempt<Py<PyAny>> {
-    unsafe {
-        let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), n as ffi::Py_ssize_t);
-        if obj.is_null() {
-            return Attempt::Failed(PyErr::fetch(py));
-        }
-        let got = read(ffi::PyBytes_AsString(obj).cast(), n);
-        if got < 0 {
-            ffi::Py_DECREF(obj);
-        }
-        read_outcome(py, got, |got| {
-            if got != n && _PyBytes_Resize(&mut obj, got as ffi::Py_ssize_t) < 0 {
-                return Attempt::Failed(PyErr::fetch(py));
-            }
-            Attempt::Done(Bound::from_owned_ptr(py, obj).unbind())
-        })
-    }
+pub fn read_new_bytes(py: Python<'_>, n: usize, read: impl FnOnce(*mut libc::c_void, usize) -> isize) -> Attempt<ReadBytes> {
+    let mut data = match ReadBytes::new(py, n) {
+        Ok(data) => data,
+        Err(e) => return Attempt::Failed(e),
+    };
+    let got = read(data.as_mut_ptr().cast(), n);
+    read_outcome(py, got, |got| match data.truncate(py, got) {
+        Ok(()) => Attempt::Done(data),
+        Err(e) => Attempt::Failed(e),
+    })
 }
 
-/// `recv(fd, n)` into a new bytes object, as `socket.recv` does.
-pub fn try_recv(py: Python<'_>, fd: RawFd, n: usize) -> Attempt<Py<PyAny>> {
+/// `recv(fd, n)` into a bytes object, as `socket.recv` does.
+pub fn try_recv(py: Python<'_>, fd: RawFd, n: usize) -> Attempt<ReadBytes> {
     read_new_bytes(py, n, |buf, len| unsafe { libc::recv(fd, buf, len, libc::MSG_DONTWAIT) })
 }
 
@@ -189,12 +187,12 @@ pub fn read_sized(
     size: usize,
     direct: bool,
     read: impl FnOnce(*mut libc::c_void, usize) -> isize,
-) -> Attempt<Py<PyAny>> {
+) -> Attempt<ReadBytes> {
     match if direct { pending_bytes(fd) } else { 0 } {
         n if n >= DIRECT_READ_MIN => read_new_bytes(py, n.min(size), read),
-        _ => match read_spare(py, size, read, |data| PyBytes::new(py, data).into_any().unbind()) {
-            Attempt::Done(data) => Attempt::Done(data),
-            Attempt::Failed(e) => Attempt::Failed(e),
+        _ => match read_spare(py, size, read, |data| ReadBytes::copy(py, data)) {
+            Attempt::Done(Ok(data)) => Attempt::Done(data),
+            Attempt::Done(Err(e)) | Attempt::Failed(e) => Attempt::Failed(e),
             Attempt::NotReady => Attempt::NotReady,
         },
     }

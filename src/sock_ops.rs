@@ -11,6 +11,7 @@ use crate::event_loop::LoopCore;
 use crate::gil_cell::GilCell;
 use crate::handle::{Handle, NativeCallback};
 use crate::os_error;
+use crate::read_bytes::ReadBytes;
 use crate::sock_io::{try_recv, try_send, Attempt, HeldBuffer};
 use crate::poller::{READABLE, WRITABLE};
 use pyo3::exceptions::PyValueError;
@@ -74,7 +75,7 @@ impl SockOp {
             return self.unwatch(py);
         }
         let outcome: Attempt<Py<PyAny>> = match &self.op {
-            Op::Recv { n } => try_recv(py, self.fd, *n),
+            Op::Recv { n } => try_recv(py, self.fd, *n).map(ReadBytes::into_any),
             Op::SendAll { data, pos } => {
                 let start = pos.get(py);
                 match try_send(py, self.fd, &data.bytes()[start..]) {
@@ -128,7 +129,7 @@ fn sock_recv_start(loop_: &Bound<'_, LoopCore>, fd: RawFd, n: isize) -> PyResult
     }
     let fd = checked_fd(py, fd)?;
     match try_recv(py, fd, n as usize) {
-        Attempt::Done(data) => Ok(data),
+        Attempt::Done(data) => Ok(data.into_any()),
         Attempt::Failed(e) => Err(e),
         Attempt::NotReady => SockOp::register(loop_, fd, Op::Recv { n: n as usize }),
     }

@@ -204,7 +204,7 @@ impl StreamTransportCore {
             Attempt::NotReady => Ok(()),
             Attempt::Failed(e) => this.fatal(py, e, "Fatal read error on socket transport"),
             Attempt::Done(data) => {
-                let got = unsafe { ffi::PyBytes_Size(data.as_ptr()) } as usize;
+                let got = data.len();
                 if got == 0 {
                     return Self::on_eof(slf);
                 }
@@ -212,19 +212,8 @@ impl StreamTransportCore {
                     s.read_size = if got == size { MAX_SIZE } else { SMALL_READ_SIZE };
                     s.large = got >= DIRECT_READ_MIN;
                 });
-                let result = match field!(this, py, data_received) {
-                    // One-argument vectorcall: no argument tuple per read.
-                    Some(cb) => unsafe {
-                        Bound::from_owned_ptr_or_err(py, ffi::PyObject_CallOneArg(cb.as_ptr(), data.as_ptr())).map(Bound::unbind)
-                    },
-                    // Looked up again so the protocol's own AttributeError is reported.
-                    None => match field!(this, py, protocol) {
-                        Some(p) => p.call_method1(py, "data_received", (data,)),
-                        None => return Ok(()),
-                    },
-                };
-                match result {
-                    Ok(_) => Ok(()),
+                match data.deliver(py, field!(this, py, data_received), || field!(this, py, protocol)) {
+                    Ok(()) => Ok(()),
                     Err(e) => this.fatal(py, e, "Fatal error: protocol.data_received() call failed."),
                 }
             }

@@ -17,6 +17,7 @@ use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::is_fatal;
+use crate::read_bytes::ReadBytes;
 use crate::stream_transport::StreamTransportCore;
 use pyo3::exceptions::{PyAssertionError, PyConnectionAbortedError, PyConnectionResetError, PyException, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -600,7 +601,7 @@ impl TLSProtocolCore {
         let this = slf.get();
         let io = this.ssl_io(py)?;
         let mut close_notify = false;
-        let data = PLAINTEXT.with(|cell| -> PyResult<Option<Bound<'_, PyAny>>> {
+        let data = PLAINTEXT.with(|cell| -> PyResult<Option<ReadBytes>> {
             let mut buf = cell.borrow_mut();
             if buf.len() < MAX_SIZE {
                 buf.resize(MAX_SIZE, 0);
@@ -630,17 +631,10 @@ impl TLSProtocolCore {
                     Err(e) => return Err(e),
                 }
             }
-            Ok((filled > 0).then(|| PyBytes::new(py, &buf[..filled]).into_any()))
+            (filled > 0).then(|| ReadBytes::copy(py, &buf[..filled])).transpose()
         })?;
         if let Some(data) = data {
-            match obj!(this, py, app_data_received) {
-                Some(cb) => drop(cb.call1(py, (data,))?),
-                None => {
-                    if let Some(p) = obj!(this, py, app_protocol) {
-                        p.call_method1(py, intern!(py, "data_received"), (data,))?;
-                    }
-                }
-            }
+            data.deliver(py, obj!(this, py, app_data_received), || obj!(this, py, app_protocol))?;
         }
         if close_notify {
             Self::call_eof_received(slf)?;

@@ -134,6 +134,35 @@ def test_large_and_small_messages_arrive_whole_then_eof(loop, pair):
     assert seen_types == {bytes}
 
 
+
+def test_bytes_given_to_data_received_stay_what_arrived(loop, pair):
+    # ferroloop refills a bytes object data_received let go of for the next
+    # read: objects the protocol kept, and the hash of a refilled one, must
+    # never show it.
+    a, b = pair
+    kept = []
+    hashes = []
+
+    class Keeper(Recorder):
+        def data_received(self, data):
+            super().data_received(data)
+            hashes.append((hash(data), hash(bytes(bytearray(data)))))
+            if data[0] % 2 == 0:
+                kept.append((data, bytes(bytearray(data))))
+
+    proto = Keeper(loop)
+    make(loop, a, proto)
+    expected = bytearray()
+    for i in range(20):
+        message = bytes([i]) * (2000 + 100 * (i % 3))
+        expected += message
+        b.sendall(message)
+        spin(loop, lambda: len(proto.data) == len(expected))
+    assert proto.data == expected
+    assert len(kept) >= 10
+    assert all(data == copy for data, copy in kept)
+    assert all(cached == fresh for cached, fresh in hashes)
+
 def test_eof_received_true_keeps_the_transport_writable(loop, pair):
     a, b = pair
     proto = Recorder(loop, eof_keep_open=True)
