@@ -4,7 +4,7 @@
 //! handed to the protocol's `datagram_received`; `sendto` tried at once and
 //! queued (one entry per datagram) when the socket is not ready; the write
 //! queue's flow control and the close/abort state machine.
-//! `ferroloop.datagram.DatagramTransport` (an `asyncio.DatagramTransport`)
+//! `ferroloop._datagram.DatagramTransport` (an `asyncio.DatagramTransport`)
 //! wraps it and keeps the once-per-endpoint and error-reporting parts in
 //! Python. The contract is asyncio's `_SelectorDatagramTransport`: the same
 //! callback order, the same errors routed to `error_received`, the same

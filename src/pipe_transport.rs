@@ -4,7 +4,7 @@
 //! standard streams of child processes).
 //!
 //! Reads, writes, the write buffer, flow control and the close state machine
-//! live here; `ferroloop.pipes.ReadPipeTransport` / `WritePipeTransport`
+//! live here; `ferroloop._pipes.ReadPipeTransport` / `WritePipeTransport`
 //! (real `asyncio.ReadTransport` / `asyncio.WriteTransport` subclasses) wrap
 //! them and keep the once-per-pipe and error-reporting parts in Python. The
 //! contract is asyncio's `_UnixReadPipeTransport` / `_UnixWritePipeTransport`:

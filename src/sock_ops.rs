@@ -1,6 +1,6 @@
 //! The native halves of `sock_recv` and `sock_sendall`.
 //!
-//! The Python coroutines in `sock.py` call `sock_recv_start` /
+//! The Python coroutines in `_sock.py` call `sock_recv_start` /
 //! `sock_sendall_start`: the socket call is tried at once, without raising
 //! BlockingIOError when the socket is not ready, and otherwise a `SockOp`
 //! is made the fd's reader or writer. It retries the call each time the poll

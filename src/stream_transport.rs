@@ -1,7 +1,7 @@
 //! The stream transport's native core (TCP and Unix stream sockets).
 //!
 //! Reading, writing, the write buffer, flow control and the close/abort state
-//! machine live here; `ferroloop.transports.SocketTransport` (a real
+//! machine live here; `ferroloop._transports.SocketTransport` (a real
 //! `asyncio.Transport` subclass) wraps it and keeps the once-per-connection
 //! and error-reporting parts in Python. The contract is asyncio's
 //! `_SelectorSocketTransport`: same callback order, same messages.

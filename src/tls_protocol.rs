@@ -1,7 +1,7 @@
 //! The TLS layer: asyncio's `SSLProtocol` state machine, native.
 //!
 //! It sits between a stream transport (below, which it is the protocol of)
-//! and the application's protocol (above, which sees `ferroloop.tls`'s
+//! and the application's protocol (above, which sees `ferroloop._tls`'s
 //! `SSLTransport`). The caller's `ssl.SSLContext` does the cryptography
 //! through an `ssl.SSLObject` over two `ssl.MemoryBIO`s, so every context
 //! option keeps working; the states, buffering and flow control are here.
@@ -769,7 +769,7 @@ impl TLSProtocolCore {
 
 #[pymethods]
 impl TLSProtocolCore {
-    /// Built by `ferroloop.tls`, which checks the arguments as asyncio does
+    /// Built by `ferroloop._tls`, which checks the arguments as asyncio does
     /// and wraps the BIOs: `sslobj` reads `incoming` and writes `outgoing`.
     #[new]
     #[allow(clippy::too_many_arguments)]
@@ -828,7 +828,7 @@ impl TLSProtocolCore {
         Ok(core)
     }
 
-    /// Called once, by `ferroloop.tls`, with the transport the application sees.
+    /// Called once, by `ferroloop._tls`, with the transport the application sees.
     fn _set_app_transport(&self, py: Python<'_>, transport: Py<PyAny>) -> PyResult<()> {
         if self.st.with(py, |s| std::mem::replace(&mut s.app_transport_created, true)) {
             return Err(PyRuntimeError::new_err("Creating _SSLProtocolTransport twice"));
@@ -1231,7 +1231,7 @@ static DEFAULT_HANDSHAKE_TIMEOUT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static DEFAULT_SHUTDOWN_TIMEOUT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static CREATE_TRANSPORT_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// asyncio's `SSLProtocol(...)`: the TLS layer (`ferroloop.tls.SSLProtocol`)
+/// asyncio's `SSLProtocol(...)`: the TLS layer (`ferroloop._tls.SSLProtocol`)
 /// with its `SSLTransport`, after asyncio's checks, defaults and errors.
 /// Native because a TLS server builds one per connection.
 #[pyfunction]
@@ -1270,7 +1270,7 @@ pub fn new_ssl_protocol<'py>(
         _ => None,
     };
     let sslobj = wrap_bio(&sslcontext, &incoming, &outgoing, server_side, hostname)?;
-    let protocol = imported(py, &SSL_PROTOCOL, "ferroloop.tls", "SSLProtocol")?.call1((
+    let protocol = imported(py, &SSL_PROTOCOL, "ferroloop._tls", "SSLProtocol")?.call1((
         loop_,
         app_protocol,
         &sslcontext,
@@ -1283,7 +1283,7 @@ pub fn new_ssl_protocol<'py>(
         shutdown_timeout,
     ))?;
     // `SSLTransport` has no __init__ of its own: these are its attributes.
-    let transport = new_instance(imported(py, &SSL_TRANSPORT, "ferroloop.tls", "SSLTransport")?.cast::<PyType>()?)?;
+    let transport = new_instance(imported(py, &SSL_TRANSPORT, "ferroloop._tls", "SSLTransport")?.cast::<PyType>()?)?;
     transport.setattr(intern!(py, "_closed"), false)?;
     transport.setattr(intern!(py, "_loop"), loop_)?;
     transport.setattr(intern!(py, "_ssl_protocol"), &protocol)?;

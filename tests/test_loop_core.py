@@ -720,7 +720,7 @@ def test_python_m_ferroloop_run_runs_a_script_on_ferroloop(tmp_path):
     out = subprocess.run([sys.executable, '-m', 'ferroloop', 'run', str(script), 'a', 'b'],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "ferroloop.loop ['a', 'b']"
+    assert out.stdout.strip() == "ferroloop ['a', 'b']"
 
 
 def test_python_m_ferroloop_without_script_prints_usage():

@@ -20,7 +20,7 @@ import pytest
 from support import loops, run
 
 import ferroloop
-from ferroloop import process as ferro_process
+from ferroloop import _process as ferro_process
 
 PY = sys.executable
 BLOCKED = [PY, '-c', 'import time; time.sleep(3600)']

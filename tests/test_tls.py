@@ -491,7 +491,7 @@ class _MemoryTransport(asyncio.Transport):
 
 
 def test_tls_layer_over_a_foreign_transport_uses_get_buffer(server_ctx, client_ctx):
-    from ferroloop import tls
+    from ferroloop import _tls as tls
 
     class Echo(asyncio.Protocol):
         def connection_made(self, transport):
@@ -532,7 +532,7 @@ def test_tls_layer_over_a_foreign_transport_uses_get_buffer(server_ctx, client_c
 ])
 def test_tls_layer_refuses_bad_timeouts_with_asyncios_message(server_ctx, kwargs, message):
     from asyncio import sslproto
-    from ferroloop import tls
+    from ferroloop import _tls as tls
     loop = ferroloop.new_event_loop()
     try:
         for build in (sslproto.SSLProtocol, tls.new_ssl_protocol):

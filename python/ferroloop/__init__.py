@@ -7,8 +7,14 @@
 """
 
 from ._ferroloop import Handle, TimerHandle
-from .loop import Loop
-from .policy import EventLoopPolicy, install, new_event_loop, run
+from ._loop import Loop
+from ._policy import EventLoopPolicy, install, new_event_loop, run
+
+# The public classes say they are ferroloop's, not a private module's
+# (reprs, `type(loop).__module__`, pickling by reference).
+for _cls in (Loop, EventLoopPolicy):
+    _cls.__module__ = __name__
+del _cls
 
 __all__ = ('Loop', 'Handle', 'TimerHandle', 'EventLoopPolicy', 'install',
            'new_event_loop', 'run')

@@ -21,16 +21,16 @@ from asyncio import coroutines, events, futures, tasks
 from asyncio import base_events as _logging_module
 
 from ._ferroloop import LoopCore
-from .resolver import ResolverMixin
-from .signals import SignalMixin
-from .sock import SockMixin
-from .connect import ConnectMixin
-from .server import ServerMixin
-from .tls import TLSMixin
-from .datagram import DatagramMixin
-from .pipes import PipeMixin
-from .process import SubprocessMixin
-from .transports import SocketTransport
+from ._resolver import ResolverMixin
+from ._signals import SignalMixin
+from ._sock import SockMixin
+from ._connect import ConnectMixin
+from ._server import ServerMixin
+from ._tls import TLSMixin
+from ._datagram import DatagramMixin
+from ._pipes import PipeMixin
+from ._process import SubprocessMixin
+from ._transports import SocketTransport
 
 
 def _run_until_complete_cb(fut):

@@ -14,7 +14,7 @@ import warnings
 from asyncio import constants, transports
 
 from ._ferroloop import init_socket_transport
-from .core_transport import CoreTransport, CoreWriteFlow, core_methods
+from ._core_transport import CoreTransport, CoreWriteFlow, core_methods
 
 _WRITELINES_CHECKS = sys.version_info >= (3, 12)
 

@@ -5,7 +5,7 @@ import sys
 
 from asyncio import coroutines, events
 
-from .loop import Loop
+from ._loop import Loop
 
 
 def new_event_loop():

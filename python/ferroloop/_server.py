@@ -25,8 +25,8 @@ from asyncio import constants, events, exceptions, tasks, trsock
 from asyncio import base_events as _logging_module
 
 from ._ferroloop import start_accepting
-from .connect import _bind_error_message, _check_ssl_socket
-from .transports import SocketTransport
+from ._connect import _bind_error_message, _check_ssl_socket
+from ._transports import SocketTransport
 
 _PY313 = sys.version_info >= (3, 13)
 _HAS_IPv6 = hasattr(socket, 'AF_INET6')
@@ -206,7 +206,7 @@ class ServerMixin:
         # Connections get their transports from the native acceptor, unless
         # this loop's class makes its own. (loop.py imports this module,
         # hence the late import.)
-        from .loop import Loop
+        from ._loop import Loop
         cls = type(self)
         native = (cls._make_socket_transport is Loop._make_socket_transport
                   and cls._make_ssl_transport is Loop._make_ssl_transport)

@@ -24,7 +24,7 @@ from asyncio import futures, transports
 from asyncio import unix_events as _logging_module
 
 from ._ferroloop import read_pipe_core, write_pipe_core
-from .core_transport import CoreTransport, CoreWriteFlow, core_methods
+from ._core_transport import CoreTransport, CoreWriteFlow, core_methods
 
 
 
