@@ -21,7 +21,9 @@ pub mod waker;
 
 use pyo3::prelude::*;
 
-#[pymodule]
+// The native core counts on the GIL (gil_cell.rs): a free-threaded Python
+// turns its GIL back on when it imports this module, and says so.
+#[pymodule(gil_used = true)]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     handle::register(m)?;
     m.add_class::<event_loop::LoopCore>()?;

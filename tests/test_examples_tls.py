@@ -14,7 +14,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 
 import pytest
@@ -123,11 +122,6 @@ def recv_line(sock):
 
 LONG_LINE = '0123456789abcdef' * 2500      # 40,000 bytes: spans three TLS records
 
-needs_stream_start_tls = pytest.mark.skipif(sys.version_info < (3, 11),
-                                            reason='StreamWriter.start_tls is new in Python 3.11')
-
-
-@needs_stream_start_tls
 def test_starttls_demo_upgrades_both_ends_and_echoes_over_tls(cert):
     says = ['hello', 'two words', LONG_LINE]
     proc = run_example('starttls_upgrade.py', 'demo', '--cert', cert[0], '--key', cert[1],
@@ -146,7 +140,6 @@ def test_starttls_demo_upgrades_both_ends_and_echoes_over_tls(cert):
     assert lines[-1] == 'served 1 clients'
 
 
-@needs_stream_start_tls
 def test_starttls_server_upgrades_for_a_stdlib_client_and_refuses_plain_text(cert):
     server = start_example('starttls_upgrade.py', 'server', '--cert', cert[0], '--key', cert[1],
                            '--clients', 2)
@@ -202,7 +195,6 @@ def stdlib_starttls_server(listener, cert, answer, seen):
                 tls.sendall(b'bye\n' if line == b'QUIT\n' else b'echo: ' + line)
 
 
-@needs_stream_start_tls
 @pytest.mark.parametrize('answer', [b'220 go ahead\n', b'454 TLS not available now\n'])
 def test_starttls_client_upgrades_against_a_stdlib_server_or_stops_when_refused(cert, answer):
     seen = []

@@ -710,6 +710,56 @@ def test_install_makes_asyncio_run_use_ferroloop():
         asyncio.set_event_loop_policy(old)
 
 
+def test_event_loop_policy_is_asyncios_default_policy_handing_out_ferroloops():
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)   # the name warns on 3.14+
+        default_policy = asyncio.DefaultEventLoopPolicy
+    assert issubclass(ferroloop.EventLoopPolicy, default_policy)
+    lp = ferroloop.EventLoopPolicy().new_event_loop()
+    assert isinstance(lp, ferroloop.Loop)
+    lp.close()
+
+
+NO_DEPRECATION_PROGRAM = """
+import asyncio, signal, ferroloop
+
+async def main():
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGUSR1, print)
+    loop.remove_signal_handler(signal.SIGUSR1)
+    if loop.get_debug():
+        try:
+            loop.call_soon(main)
+        except TypeError as exc:
+            assert 'coroutines cannot be used with call_soon()' in str(exc)
+        else:
+            raise AssertionError('call_soon took a coroutine function')
+    return type(loop).__name__
+
+assert ferroloop.run(main()) == 'Loop'
+assert ferroloop.run(main(), debug=True) == 'Loop'
+with asyncio.Runner(loop_factory=ferroloop.new_event_loop) as runner:
+    assert runner.run(main()) == 'Loop'
+ferroloop.install()
+assert asyncio.run(main()) == 'Loop'
+print('done')
+"""
+
+
+def test_importing_and_using_ferroloop_warns_of_no_deprecation(tmp_path):
+    # 3.14 deprecated the policy functions and asyncio.iscoroutinefunction;
+    # ferroloop must not call them on its users' behalf, install() included.
+    strict = [sys.executable, '-W', 'error::DeprecationWarning']
+    out = subprocess.run([*strict, '-c', NO_DEPRECATION_PROGRAM],
+                         capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (0, 'done\n', '')
+    script = tmp_path / 'app.py'
+    script.write_text('import asyncio\nasync def main(): pass\nasyncio.run(main())\n')
+    out = subprocess.run([*strict, '-m', 'ferroloop', 'run', str(script)],
+                         capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stderr) == (0, '')
+
+
 def test_python_m_ferroloop_run_runs_a_script_on_ferroloop(tmp_path):
     script = tmp_path / 'app.py'
     script.write_text(

@@ -23,11 +23,7 @@ from ._ferroloop import add_socket_extra, datagram_transport_core, start_transpo
 from ._core_transport import CoreTransport, CoreWriteFlow, core_methods
 from ._server import _set_reuseport
 
-_PY311 = sys.version_info >= (3, 11)
 _PY313 = sys.version_info >= (3, 13)
-
-
-_unset = object()
 
 
 @core_methods('sendto', 'is_closing', 'close', 'abort', 'get_write_buffer_size',
@@ -121,41 +117,20 @@ class DatagramMixin:
                                  extra=None):
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
-    if _PY311:
-        async def create_datagram_endpoint(self, protocol_factory,
-                                           local_addr=None, remote_addr=None, *,
-                                           family=0, proto=0, flags=0,
-                                           reuse_port=None,
-                                           allow_broadcast=None, sock=None):
-            """Create a datagram endpoint (UDP, or a Unix datagram socket)."""
-            return await self._create_datagram_endpoint(
-                protocol_factory, local_addr, remote_addr, family, proto, flags,
-                _unset, reuse_port, allow_broadcast, sock)
-    else:
-        async def create_datagram_endpoint(self, protocol_factory,
-                                           local_addr=None, remote_addr=None, *,
-                                           family=0, proto=0, flags=0,
-                                           reuse_address=_unset, reuse_port=None,
-                                           allow_broadcast=None, sock=None):
-            """Create a datagram endpoint (UDP, or a Unix datagram socket)."""
-            return await self._create_datagram_endpoint(
-                protocol_factory, local_addr, remote_addr, family, proto, flags,
-                reuse_address, reuse_port, allow_broadcast, sock)
-
-    async def _create_datagram_endpoint(self, protocol_factory, local_addr,
-                                        remote_addr, family, proto, flags,
-                                        reuse_address, reuse_port,
-                                        allow_broadcast, sock):
+    async def create_datagram_endpoint(self, protocol_factory,
+                                       local_addr=None, remote_addr=None, *,
+                                       family=0, proto=0, flags=0,
+                                       reuse_port=None,
+                                       allow_broadcast=None, sock=None):
+        """Create a datagram endpoint (UDP, or a Unix datagram socket)."""
         owned = sock is None
         if sock is not None:
             _check_sock_type(sock)
             if (local_addr or remote_addr or family or proto or flags
                     or reuse_port or allow_broadcast):
                 given = dict(local_addr=local_addr, remote_addr=remote_addr,
-                             family=family, proto=proto, flags=flags)
-                if not _PY311:
-                    given['reuse_address'] = reuse_address
-                given.update(reuse_port=reuse_port, allow_broadcast=allow_broadcast)
+                             family=family, proto=proto, flags=flags,
+                             reuse_port=reuse_port, allow_broadcast=allow_broadcast)
                 problems = ', '.join(f'{k}={v}' for k, v in given.items() if v)
                 raise ValueError(
                     f'socket modifier keyword arguments can not be used '
@@ -165,17 +140,6 @@ class DatagramMixin:
         else:
             pairs = await self._datagram_address_pairs(
                 local_addr, remote_addr, family, proto, flags)
-            if not _PY311 and reuse_address is not _unset:
-                # bpo-37228, as 3.9 / 3.10 answer it.
-                if reuse_address:
-                    raise ValueError("Passing `reuse_address=True` is no "
-                                     "longer supported, as the usage of "
-                                     "SO_REUSEPORT in UDP poses a significant "
-                                     "security concern.")
-                warnings.warn("The *reuse_address* parameter has been "
-                              "deprecated as of 3.5.10 and is scheduled "
-                              "for removal in 3.11.", DeprecationWarning,
-                              stacklevel=3)
             sock, r_addr = await self._open_datagram_socket(
                 pairs, local_addr, remote_addr, reuse_port, allow_broadcast)
 

@@ -7,6 +7,8 @@ from asyncio import coroutines, format_helpers
 # replace it, as with the stdlib loop.
 from asyncio import base_events as _logging_module
 
+from ._coroutines import iscoroutinefunction
+
 
 def extract_stack():
     # Frame 1 is the code that called into the loop (the native core adds no frame).
@@ -14,7 +16,7 @@ def extract_stack():
 
 
 def check_callback(callback, method):
-    if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+    if coroutines.iscoroutine(callback) or iscoroutinefunction(callback):
         raise TypeError(f"coroutines cannot be used with {method}()")
     if not callable(callback):
         raise TypeError(

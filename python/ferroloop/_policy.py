@@ -3,9 +3,20 @@
 import asyncio
 import sys
 
-from asyncio import coroutines, events
+from asyncio import events
 
 from ._loop import Loop
+
+# 3.14 deprecated the policy system (removal planned for 3.16): looking up
+# asyncio.DefaultEventLoopPolicy and calling set_event_loop_policy() warn there.
+# ferroloop takes the same class and does the same setting from where asyncio
+# keeps them, so that importing ferroloop and install() warn about nothing.
+if sys.version_info >= (3, 14):
+    from asyncio.unix_events import _DefaultEventLoopPolicy
+    _set_event_loop_policy = events._set_event_loop_policy
+else:
+    _DefaultEventLoopPolicy = asyncio.DefaultEventLoopPolicy
+    _set_event_loop_policy = asyncio.set_event_loop_policy
 
 
 def new_event_loop():
@@ -13,7 +24,7 @@ def new_event_loop():
     return Loop()
 
 
-class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+class EventLoopPolicy(_DefaultEventLoopPolicy):
     """asyncio's default policy, handing out ferroloop loops."""
 
     def _loop_factory(self):
@@ -24,47 +35,15 @@ class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
 
 
 def install():
-    """Makes ferroloop the loop that ``asyncio.new_event_loop()`` / ``asyncio.run()`` give."""
-    asyncio.set_event_loop_policy(EventLoopPolicy())
+    """Makes ferroloop the loop that ``asyncio.new_event_loop()`` / ``asyncio.run()`` give.
 
-
-def _cancel_all_tasks(loop):
-    to_cancel = asyncio.all_tasks(loop)
-    if not to_cancel:
-        return
-    for task in to_cancel:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*to_cancel, return_exceptions=True))
-    for task in to_cancel:
-        if task.cancelled():
-            continue
-        if task.exception() is not None:
-            loop.call_exception_handler({
-                'message': 'unhandled exception during asyncio.run() shutdown',
-                'exception': task.exception(),
-                'task': task,
-            })
+    Through the event-loop policy, which exists up to Python 3.15; the lasting
+    way is ``asyncio.run(main(), loop_factory=ferroloop.new_event_loop)``.
+    """
+    _set_event_loop_policy(EventLoopPolicy())
 
 
 def run(main, *, debug=None):
     """``asyncio.run(main)`` on a new ferroloop loop."""
-    if sys.version_info >= (3, 11):
-        with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
-            return runner.run(main)
-    # Python 3.9 / 3.10 have no Runner: the same steps by hand.
-    if events._get_running_loop() is not None:
-        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
-    if not coroutines.iscoroutine(main):
-        raise ValueError(f"a coroutine was expected, got {main!r}")
-    loop = new_event_loop()
-    try:
-        if debug is not None:
-            loop.set_debug(debug)
-        return loop.run_until_complete(main)
-    finally:
-        try:
-            _cancel_all_tasks(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            loop.close()
+    with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+        return runner.run(main)
