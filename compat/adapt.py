@@ -20,13 +20,23 @@ sanity run shows that an adaptation itself breaks nothing.
    only stands in for "a loop". With a generator, ``TestLoop`` stays.
 3. test_runners and test_pep492 build a bare ``BaseEventLoop`` with a mocked
    selector as "a loop"; they get the loop under test instead.
+4. From 3.14, some modules name ``asyncio.EventLoop`` (the platform's default
+   loop class) to mean "a loop": test_taskgroups' ``IsolatedAsyncioTestCase``
+   classes as their ``loop_factory`` (so all of test_taskgroups), test_tasks'
+   and test_eager_task_factory's ``asyncio.run(..., loop_factory=...)``. In the
+   modules of ``EVENT_LOOP_MEANS_A_LOOP`` that name is the loop under test: as
+   a class attribute, and through the module's ``asyncio`` global, which
+   becomes a view of asyncio with that one name changed. Not in test_runners,
+   whose ``test_loop_factory_default_event_loop`` checks what the class is.
 
 Tests that still run only on a stdlib loop are found at run time by the worker
 (category "stdlib") and not counted.
 """
 
+import asyncio
 import inspect
 import re
+import types
 import unittest
 
 LOOP_FACTORY_METHODS = ('create_event_loop', 'new_loop')
@@ -122,6 +132,32 @@ def _adapt_pep492(module, new_loop):
     module.BaseTest.setUp = setUp
 
 
+EVENT_LOOP_MEANS_A_LOOP = ('test_taskgroups', 'test_tasks', 'test_eager_task_factory')
+
+
+class _AsyncioWithLoopUnderTest(types.ModuleType):
+    """asyncio, except that ``EventLoop`` builds the loop under test (adaptation 4)."""
+
+    def __init__(self, new_loop):
+        super().__init__(asyncio.__name__, asyncio.__doc__)
+        self.EventLoop = new_loop
+
+    def __getattr__(self, name):
+        return getattr(asyncio, name)
+
+
+def _event_loop_means_a_loop(module, new_loop):
+    stdlib_event_loop = getattr(asyncio, 'EventLoop', None)
+    if stdlib_event_loop is None:       # before 3.13
+        return
+    for obj in vars(module).values():
+        if (isinstance(obj, type) and issubclass(obj, unittest.TestCase)
+                and obj.__dict__.get('loop_factory') is stdlib_event_loop):
+            obj.loop_factory = staticmethod(new_loop)
+    if getattr(module, 'asyncio', None) is asyncio:
+        module.asyncio = _AsyncioWithLoopUnderTest(new_loop)
+
+
 MODULE_ADAPTERS = {
     'test_runners': _adapt_runners,
     'test_pep492': _adapt_pep492,
@@ -137,4 +173,6 @@ def apply(module, short_name, new_loop):
     adapter = MODULE_ADAPTERS.get(short_name)
     if adapter is not None:
         adapter(module, new_loop)
+    if short_name in EVENT_LOOP_MEANS_A_LOOP:
+        _event_loop_means_a_loop(module, new_loop)
     return replaced

@@ -63,11 +63,12 @@ bind() {  # bind SRC PATH_INSIDE [mount options]; this namespace only
     mount "$@" "$src" "$dst"
 }
 
-# Host settings that let apt and pip inside reach the same mirrors as the host:
-# DNS, extra CA certificates (e.g. an egress proxy's), apt's local options.
+# Host settings, so that names resolve inside as outside (DNS, /etc/hosts: tests
+# look up localhost names) and apt and pip reach the same mirrors (extra CA
+# certificates, e.g. an egress proxy's; apt's local options).
 copy_host_config() {
     local f changed=0
-    cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+    cp -L /etc/resolv.conf /etc/hosts "$ROOT/etc/"
     for f in /usr/local/share/ca-certificates/*.crt; do
         [[ -f "$f" ]] || continue
         mkdir -p "$ROOT/usr/local/share/ca-certificates"

@@ -452,8 +452,14 @@ impl StreamTransportCore {
         let py = slf.py();
         let this = slf.get();
         if !(data.is_instance_of::<PyBytes>() || data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
+            // asyncio's wording changed in 3.14.
+            let expected = if py.version_info() >= (3, 14) {
+                "a bytes, bytearray, or memoryview object"
+            } else {
+                "a bytes-like object"
+            };
             return Err(PyTypeError::new_err(format!(
-                "data argument must be a bytes-like object, not {}",
+                "data argument must be {expected}, not {}",
                 data.get_type().name()?.repr()?
             )));
         }

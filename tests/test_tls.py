@@ -121,10 +121,18 @@ def test_unverifiable_server_certificate_fails_the_handshake(loop, server_ctx):
 
 @pytest.fixture
 def expired_server_ctx(certs):
-    # Signed by the test CA the client trusts, but valid until yesterday.
-    subprocess.run(['openssl', 'x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem',
-                    '-CAkey', 'ca.key', '-CAcreateserial', '-days', '-1',
-                    '-out', 'expired.pem', '-extfile', 'ext.cnf'],
+    # Signed by the test CA the client trusts, but valid for one day in 2020.
+    # `openssl ca` takes explicit dates on every OpenSSL 3 (`x509 -days -1`,
+    # shorter, is refused from OpenSSL 3.6 on).
+    (certs / 'ca.cnf').write_text('[ca]\ndefault_ca = test_ca\n'
+                                  '[test_ca]\ndatabase = index.txt\nnew_certs_dir = .\n'
+                                  'certificate = ca.pem\nprivate_key = ca.key\n'
+                                  'serial = ca.srl\ndefault_md = sha256\npolicy = any_name\n'
+                                  '[any_name]\ncommonName = supplied\n')
+    (certs / 'index.txt').write_text('')    # forget the previous test's signing
+    subprocess.run(['openssl', 'ca', '-batch', '-config', 'ca.cnf', '-notext',
+                    '-startdate', '20200101000000Z', '-enddate', '20200102000000Z',
+                    '-in', 'server.csr', '-out', 'expired.pem', '-extfile', 'ext.cnf'],
                    cwd=certs, check=True, capture_output=True)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(certs / 'expired.pem', certs / 'server.key')
