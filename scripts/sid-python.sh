@@ -93,7 +93,7 @@ setup_and_mount() {
     if [[ ! -x "$ROOT/usr/bin/env" ]]; then
         command -v debootstrap >/dev/null || {
             say "installing debootstrap on the host"
-            apt-get install -y -q debootstrap >/dev/null
+            apt-get update -q >&2 && apt-get install -y -q debootstrap >&2
         }
         # Made aside and renamed when complete, so a half-made root is never used.
         local partial="$ROOT.partial"
@@ -108,8 +108,14 @@ setup_and_mount() {
     bind proc /proc -t proc
     bind /sys /sys --rbind
     bind /dev /dev --rbind
-    bind "$RUSTUP_SRC" /root/.rustup --bind
-    bind "$CARGO_SRC" /root/.cargo --bind
+    local home
+    for home in "$RUSTUP_SRC:/root/.rustup" "$CARGO_SRC:/root/.cargo"; do
+        if [[ -d "${home%%:*}" ]]; then
+            bind "${home%%:*}" "${home#*:}" --bind
+        else
+            say "no ${home%%:*} on the host: no Rust builds inside"
+        fi
+    done
     bind "$CHECKOUT" "$CHECKOUT" --bind
     mkdir -p "$ROOT/var/cache/ferroloop/target"
 
