@@ -133,25 +133,32 @@ setup_and_mount() {
     fi
 }
 
-if [[ "${_FERROLOOP_SID_NS:-}" != "$ROOT" ]]; then
-    # Re-run in a mount namespace of our own: the mounts end with the command.
-    export _FERROLOOP_SID_NS="$ROOT"
-    exec unshare --mount --propagation private "$BASH" "${BASH_SOURCE[0]}" "$@"
-fi
+# In a function, read whole before it runs: editing this file meanwhile (say, a
+# git checkout during a long test run) cannot change what a running copy does.
+main() {
+    if [[ "${_FERROLOOP_SID_NS:-}" != "$ROOT" ]]; then
+        # Re-run in a mount namespace of our own: the mounts end with the command.
+        export _FERROLOOP_SID_NS="$ROOT"
+        exec unshare --mount --propagation private "$BASH" "${BASH_SOURCE[0]}" "$@"
+    fi
 
-mkdir -p "$(dirname "$ROOT")"
-exec 9>"$ROOT.lock"
-flock 9
-setup_and_mount
-flock -u 9
-exec 9>&-
+    mkdir -p "$(dirname "$ROOT")"
+    exec 9>"$ROOT.lock"
+    flock 9
+    setup_and_mount
+    flock -u 9
+    exec 9>&-
 
-envs=(CARGO_TARGET_DIR=/var/cache/ferroloop/target RUSTUP_HOME=/root/.rustup
-      CARGO_HOME=/root/.cargo)
-for v in ${FERROLOOP_SID_PASS:-}; do
-    [[ -n "${!v+x}" ]] && envs+=("$v=${!v}")
-done
-dir="$CHECKOUT"
-case "$PWD/" in "$CHECKOUT"/*) dir="$PWD" ;; esac
-(( $# )) || set -- bash -l
-inside "${envs[@]}" /bin/sh -c 'cd "$0" && exec "$@"' "$dir" "$@"
+    local envs=(CARGO_TARGET_DIR=/var/cache/ferroloop/target RUSTUP_HOME=/root/.rustup
+                CARGO_HOME=/root/.cargo)
+    local v dir
+    for v in ${FERROLOOP_SID_PASS:-}; do
+        [[ -n "${!v+x}" ]] && envs+=("$v=${!v}")
+    done
+    dir="$CHECKOUT"
+    case "$PWD/" in "$CHECKOUT"/*) dir="$PWD" ;; esac
+    (( $# )) || set -- bash -l
+    inside "${envs[@]}" /bin/sh -c 'cd "$0" && exec "$@"' "$dir" "$@"
+}
+
+main "$@"; exit
