@@ -136,19 +136,29 @@ EVENT_LOOP_MEANS_A_LOOP = ('test_taskgroups', 'test_tasks', 'test_eager_task_fac
 
 
 class _AsyncioWithLoopUnderTest(types.ModuleType):
-    """asyncio, except that ``EventLoop`` builds the loop under test (adaptation 4)."""
+    """asyncio, except that ``EventLoop`` builds the loop under test (adaptation 4).
+
+    Every other name is asyncio's, read and written: a test that swaps
+    ``asyncio.current_task`` swaps it in asyncio itself.
+    """
 
     def __init__(self, new_loop):
         super().__init__(asyncio.__name__, asyncio.__doc__)
-        self.EventLoop = new_loop
+        object.__setattr__(self, 'EventLoop', new_loop)
 
     def __getattr__(self, name):
         return getattr(asyncio, name)
 
+    def __setattr__(self, name, value):
+        setattr(asyncio, name, value)
+
+    def __delattr__(self, name):
+        delattr(asyncio, name)
+
 
 def _event_loop_means_a_loop(module, new_loop):
     stdlib_event_loop = getattr(asyncio, 'EventLoop', None)
-    if stdlib_event_loop is None:       # before 3.13
+    if stdlib_event_loop is None or 'asyncio.EventLoop' not in inspect.getsource(module):
         return
     for obj in vars(module).values():
         if (isinstance(obj, type) and issubclass(obj, unittest.TestCase)
