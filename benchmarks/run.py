@@ -52,6 +52,7 @@ LABELS = {
     'sleep0': 'await asyncio.sleep(0) (iterations/s)',
     'gather': 'create_task + gather (tasks/s)',
     'getaddrinfo': "getaddrinfo('127.0.0.1', 80) (calls/s)",
+    'getaddrinfo_typed': "getaddrinfo('127.0.0.1', 80, type=SOCK_STREAM) (calls/s)",
     'echo_1k': 'sock_recv/sock_sendall echo 1 KiB (round trips/s)',
     'echo_100k': 'sock_recv/sock_sendall echo 100 KiB (round trips/s)',
     'udp_echo': 'UDP echo, 64 B datagrams, both endpoints on the loop (round trips/s)',
