@@ -147,3 +147,15 @@ def test_uvicorn_under_ferroloop_run_without_loop_option_says_ferroloop_was_not_
     assert ('ferroloop was not used: it ran asyncio.unix_events._UnixSelectorEventLoop'
             in outcome['log'])
     assert "--loop ferroloop:new_event_loop" in outcome['log']
+
+
+def test_gunicorn_with_aiohttps_own_worker_under_python_m_ferroloop_run(tmp_path):
+    """The forked workers inherit the policy: they serve on ferroloop, and run stays quiet."""
+    port = free_port()
+    with server(['-m', 'ferroloop', 'run', '-m', 'gunicorn', 'aiohttp_app:app',
+                 '-k', 'aiohttp.GunicornWebWorker', '-w', '1', '-b', f'127.0.0.1:{port}'],
+                port, tmp_path, stop=signal.SIGTERM) as outcome:
+        loops, _ = served_by(port)
+    assert loops == {'ferroloop.Loop'}
+    assert outcome['status'] == 0, outcome['log']
+    assert 'ferroloop was not used' not in outcome['log']
