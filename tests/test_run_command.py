@@ -75,6 +75,21 @@ def test_dash_m_runs_a_module_as_python_dash_m(tmp_path, program, target):
     assert ours.stderr == ''
 
 
+@pytest.mark.parametrize('kind', ['directory', 'zip'])
+def test_a_directory_or_zip_with_a_main_runs_as_under_python(tmp_path, program, kind):
+    main = program('app/__main__.py', PROBE + 'import asyncio\nasyncio.run(asyncio.sleep(0))\n')
+    target = 'app'
+    if kind == 'zip':
+        import zipfile
+        with zipfile.ZipFile(tmp_path / 'app.zip', 'w') as z:
+            z.write(main, '__main__.py')
+        target = 'app.zip'
+    plain, ours = same_as_python(tmp_path, [target, 'x'])
+    assert plain.returncode == ours.returncode == 0
+    assert ours.stdout == plain.stdout
+    assert ours.stderr == ''
+
+
 def test_dash_m_joined_to_the_module_name(tmp_path, program):
     program('mod.py', PROBE)
     plain, ours = same_as_python(tmp_path, ['-mmod', 'x'])

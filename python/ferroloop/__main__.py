@@ -51,8 +51,9 @@ def _run(target, args, is_module):
     else:
         path = target if os.path.isabs(target) else os.path.join(os.getcwd(), target)
         try:
-            with open(path, 'rb'):
-                pass
+            if not os.path.isdir(path):
+                with open(path, 'rb'):
+                    pass
         except OSError as exc:
             print(f"{sys.executable}: can't open file {path!r}: [Errno {exc.errno}] {exc.strerror}",
                   file=sys.stderr)
