@@ -134,6 +134,23 @@ def test_sock_methods_take_wrapped_sockets(loop):
     assert run(loop, main()) == b'abc'
 
 
+def test_datagram_sock_methods_take_wrapped_sockets(loop):
+    async def main():
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+            for s in (a, b):
+                s.bind(('127.0.0.1', 0))
+                s.setblocking(False)
+            await loop.sock_sendto(SocketWrapper(a), b'one', b.getsockname())
+            first, sender = await loop.sock_recvfrom(SocketWrapper(b), 100)
+            await loop.sock_sendto(SocketWrapper(a), b'two', b.getsockname())
+            buf = bytearray(100)
+            n, _ = await loop.sock_recvfrom_into(SocketWrapper(b), buf)
+            return first, sender == a.getsockname(), bytes(buf[:n])
+
+    assert run(loop, main()) == (b'one', True, b'two')
+
+
 def _refusal(loop, coro_fn):
     async def main():
         with pytest.raises(BaseException) as info:
