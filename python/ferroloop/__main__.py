@@ -81,7 +81,8 @@ def _run_script(path, module):
     """What ``python SCRIPT`` does: the file's code in ``__main__``, named by its absolute path."""
     from importlib.machinery import SourceFileLoader
     module.__file__ = path
-    module.__cached__ = None
+    if sys.version_info < (3, 15):
+        module.__cached__ = None   # gone from modules in 3.15
     module.__loader__ = SourceFileLoader('__main__', path)
     module.__spec__ = None
     module.__package__ = None
