@@ -18,6 +18,8 @@ import tempfile
 
 from asyncio import events
 
+from ._ferroloop import LoopCore
+
 ENV = 'FERROLOOP_RUN_REPORT'
 PATH = os.environ.get(ENV)
 
@@ -26,8 +28,7 @@ _recorded = set()   # (pid, line) already written
 
 def record(loop):
     """Notes in the report file that a loop of this class ran."""
-    from ._loop import Loop
-    if isinstance(loop, Loop):
+    if isinstance(loop, LoopCore):   # ferroloop.Loop and its subclasses
         line = 'ferroloop\n'
     else:
         cls = type(loop)
