@@ -70,10 +70,11 @@ def served_by(port, requests=3):
     return {loop for loop, _ in answers}, {pid for _, pid in answers}
 
 
-def test_uvicorn_command_line_with_loop_option(tmp_path):
+@pytest.mark.parametrize('workers', [[], ['--workers', '2']])
+def test_uvicorn_command_line_with_loop_option(tmp_path, workers):
     port = free_port()
     with server(['-m', 'uvicorn', 'asgi_app:app', '--host', '127.0.0.1', '--port', str(port),
-                 '--loop', 'ferroloop:new_event_loop'], port, tmp_path) as outcome:
+                 '--loop', 'ferroloop:new_event_loop', *workers], port, tmp_path) as outcome:
         loops, _ = served_by(port)
     assert loops == {'ferroloop.Loop'}
     assert outcome['status'] == 0, outcome['log']
