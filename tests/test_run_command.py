@@ -9,6 +9,8 @@ import textwrap
 
 import pytest
 
+import ferroloop
+
 PROBE = '''\
 import sys
 main = sys.modules['__main__']
@@ -262,3 +264,15 @@ def test_no_report_file_is_left_behind(tmp_path, program):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     ferroloop_run(['defaults.py'], tmp_path, env=env)
     assert not [p for p in os.listdir(tmp_path) if re.match('ferroloop-run-', p)]
+
+
+def test_a_child_outliving_the_report_creates_no_file(tmp_path, monkeypatch):
+    from ferroloop import _usage_report
+    gone = tmp_path / 'ferroloop-run-gone'
+    monkeypatch.setattr(_usage_report, 'PATH', str(gone))
+    loop = ferroloop.new_event_loop()
+    try:
+        _usage_report.record(loop)
+    finally:
+        loop.close()
+    assert not gone.exists()

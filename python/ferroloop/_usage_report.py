@@ -38,10 +38,14 @@ def record(loop):
         return
     _recorded.add(key)
     try:
-        with open(PATH, 'a') as f:
-            f.write(line)
+        # No O_CREAT: a child outliving the first process must not leave a file behind.
+        fd = os.open(PATH, os.O_WRONLY | os.O_APPEND)
     except OSError:
-        pass  # the report is gone (the first process ended): nobody to tell
+        return  # the report is gone (the first process ended): nobody to tell
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 def _hooked(original):
