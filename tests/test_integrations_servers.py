@@ -160,3 +160,15 @@ def test_gunicorn_with_aiohttps_own_worker_under_python_m_ferroloop_run(tmp_path
     assert loops == {'ferroloop.Loop'}
     assert outcome['status'] == 0, outcome['log']
     assert 'ferroloop was not used' not in outcome['log']
+
+
+def test_hypercorn_workers_under_python_m_ferroloop_run_say_ferroloop_was_not_used(tmp_path):
+    """hypercorn's worker processes are fresh interpreters: the policy does not reach them."""
+    port = free_port()
+    with server(['-m', 'ferroloop', 'run', '-m', 'hypercorn', '--workers', '1',
+                 '--bind', f'127.0.0.1:{port}', 'asgi_app:app'], port, tmp_path) as outcome:
+        loops, _ = served_by(port)
+    assert loops == {'asyncio.unix_events._UnixSelectorEventLoop'}
+    assert ('ferroloop was not used: the program ran no asyncio event loop in this process'
+            in outcome['log'])
+    assert "'--workers 0'" in outcome['log']
