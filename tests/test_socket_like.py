@@ -56,6 +56,27 @@ def test_create_server_serves_on_a_wrapped_socket(loop):
     assert run(loop, main()) == b'through the wrapper'
 
 
+@pytest.mark.parametrize('call', ['create_server', 'create_unix_server'])
+def test_a_wrapped_unix_socket_serves(loop, tmp_path, call):
+    """gunicorn's UnixSocket wrapper (``-b unix:PATH``) reaches create_server too."""
+    path = str(tmp_path / 'sock')
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+
+    async def main():
+        server = await getattr(loop, call)(Echo, sock=SocketWrapper(listener))
+        async with server:
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(b'over unix')
+            got = await reader.readexactly(9)
+            writer.close()
+            await writer.wait_closed()
+            return got
+
+    assert run(loop, main()) == b'over unix'
+
+
 def test_create_connection_uses_a_wrapped_socket(loop):
     async def main():
         server = await loop.create_server(Echo, '127.0.0.1', 0)
