@@ -19,10 +19,17 @@ pub mod tls_protocol;
 pub mod transport_core;
 pub mod waker;
 
+// The loop is built on epoll, pidfds, accept4 and other Linux-only calls.
+#[cfg(not(target_os = "linux"))]
+compile_error!("ferroloop supports Linux only (x86_64 and aarch64, kernel 5.3+ for pidfds; older kernels fall back to a waitpid thread per child); it uses epoll and other Linux-only system calls");
+
 use pyo3::prelude::*;
 
 #[pymodule]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The package's version is Cargo.toml's, the one source maturin also
+    // writes into the wheel's metadata.
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     handle::register(m)?;
     m.add_class::<event_loop::LoopCore>()?;
     fastcall::install::<event_loop::CallSoon>(m.py())?;

@@ -3,12 +3,14 @@
 import os
 import runpy
 import sys
+from collections.abc import Sequence
 
 USAGE = "usage: python -m ferroloop run SCRIPT [ARGS...]"
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``argv`` (default: the command line) as ``run SCRIPT [ARGS...]``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) < 2 or argv[0] != 'run':
         print(USAGE, file=sys.stderr)
         return 2
