@@ -19,10 +19,6 @@ pub mod tls_protocol;
 pub mod transport_core;
 pub mod waker;
 
-// The loop is built on epoll, pidfds, accept4 and other Linux-only calls.
-#[cfg(not(target_os = "linux"))]
-compile_error!("ferroloop supports Linux only (x86_64 and aarch64, kernel 5.3+ for pidfds; older kernels fall back to a waitpid thread per child); it uses epoll and other Linux-only system calls");
-
 use pyo3::prelude::*;
 
 #[pymodule]
