@@ -65,10 +65,11 @@ assert ferroloop.run(__import__("asyncio").sleep(0, "ok")) == "ok"
 print("ok", sys.version.split()[0], ferroloop.__version__)'
 
 for whl in dist/*.whl; do
-    unzip -l "$whl" | grep -q "dist-info/licenses/LICENSE$" || { echo "$whl: no LICENSE" >&2; exit 1; }
-    auditwheel show "$whl" | tr -d '\n' | grep -Eq '"manylinux_2_(5|12|17)_x86_64"' \
+    unzip -l "$whl" | grep "dist-info/licenses/LICENSE$" > /dev/null || { echo "$whl: no LICENSE" >&2; exit 1; }
+    auditwheel show "$whl" | tr -d "\n" | grep -E '"manylinux_2_(5|12|17)_x86_64"' > /dev/null \
         || { auditwheel show "$whl" >&2; echo "$whl: not manylinux_2_17 or older" >&2; exit 1; }
 done
+tar -tzf dist/ferroloop-"$version".tar.gz | grep "^ferroloop-$version/LICENSE$" > /dev/null || { echo "sdist: no LICENSE" >&2; exit 1; }
 for v in "${host[@]}"; do
     venv=$work/venv-$v
     "$(host_python "$v")" -m venv "$venv"
@@ -87,6 +88,5 @@ venv=$work/venv-sdist
 "$tools_python" -m venv "$venv"
 CARGO_TARGET_DIR=$root/target "$venv/bin/pip" install -q dist/ferroloop-"$version".tar.gz
 (cd "$work" && "$venv/bin/python" -c "$check" "$version")
-tar -tzf dist/ferroloop-"$version".tar.gz | grep -q "/LICENSE$" || { echo "sdist: no LICENSE" >&2; exit 1; }
 ls -l dist
 echo "build-wheels: done in $((SECONDS - start)) s"
