@@ -29,6 +29,11 @@ def tool(name):
     path = shutil.which(name, path=str(BIN)) or shutil.which(name)
     if path is None:
         pytest.skip(f'{name} is not installed (pip install ".[test]")')
+    # pyright's first run installs its Node.js program; without node or the
+    # npm registry it cannot run at all.
+    probe = run_tool([path, '--version'], cwd=BIN)
+    if probe.returncode != 0:
+        pytest.skip(f'{name} cannot run here: {probe.stderr.strip()[-300:]}')
     return path
 
 

@@ -7,6 +7,8 @@ from typing import Any, Never, TypeVar
 
 _T = TypeVar('_T')
 
+__version__: str
+
 # Not subclasses at run time: their `__class__` names asyncio's classes, so
 # `isinstance(h, asyncio.Handle)` holds, and type checkers are told the same.
 class Handle(asyncio.Handle):
