@@ -52,6 +52,7 @@ LABELS = {
     'sleep0': 'await asyncio.sleep(0) (iterations/s)',
     'gather': 'create_task + gather (tasks/s)',
     'getaddrinfo': "getaddrinfo('127.0.0.1', 80) (calls/s)",
+    'getaddrinfo_typed': "getaddrinfo('127.0.0.1', 80, type=SOCK_STREAM) (calls/s)",
     'echo_1k': 'sock_recv/sock_sendall echo 1 KiB (round trips/s)',
     'echo_100k': 'sock_recv/sock_sendall echo 100 KiB (round trips/s)',
     'udp_echo': 'UDP echo, 64 B datagrams, both endpoints on the loop (round trips/s)',
@@ -184,6 +185,34 @@ def make_tls_cert(outdir):
 
 
 # -- one measurement ------------------------------------------------------------
+
+class Progress:
+    """One line of progress: measurements done of the total, and an estimate of the time left."""
+
+    def __init__(self, total):
+        self.total, self.done_count, self.started = total, 0, time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.last_print = 0.0
+
+    def step(self, where):
+        self.done_count += 1
+        spent = time.monotonic() - self.started
+        left = spent / self.done_count * (self.total - self.done_count)
+        line = f'[{self.done_count}/{self.total}] {where}, about {left:.0f} s left'
+        if self.tty:
+            print('\r' + line.ljust(60), end='', file=sys.stderr, flush=True)
+        elif spent - self.last_print >= 30 or self.done_count == self.total:
+            # A log (CI, a file): a line every 30 s, not one per measurement.
+            self.last_print = spent
+            print(line, file=sys.stderr, flush=True)
+
+    def say(self, message):
+        print(('\n' if self.tty else '') + message, file=sys.stderr, flush=True)
+
+    def done(self):
+        if self.tty:
+            print(file=sys.stderr)
+
 
 def tail(text, lines=15):
     return '\n'.join((text or '').strip().splitlines()[-lines:])
@@ -530,6 +559,9 @@ def main(argv=None):
     started = time.monotonic()
     results = {}        # (bench, loop) -> [rate, ...]
     failures = []       # (round, bench, loop, message)
+    total = cfg['rounds'] * sum(len(loops) for _ in args.benchmarks) \
+        + cfg['rounds'] * len(set(ceilings[b] for b in args.benchmarks if b in ceilings))
+    progress = Progress(total)
     for rnd in range(1, cfg['rounds'] + 1):
         ceilings_done = set()
         for bench in args.benchmarks:
@@ -556,12 +588,12 @@ def main(argv=None):
                         rate = run_micro(loop, bench, cfg)
                 except MeasurementFailed as exc:
                     failures.append((rnd, key[0], loop, str(exc)))
-                    print(f'[round {rnd}/{cfg["rounds"]}] {key[0]:18} {loop:9} FAILED: {exc}',
-                          file=sys.stderr, flush=True)
+                    progress.say(f'round {rnd}: {key[0]} on {loop} FAILED: {exc}')
+                    progress.step(f'round {rnd}/{cfg["rounds"]}')
                     continue
                 results.setdefault(key, []).append(rate)
-                print(f'[round {rnd}/{cfg["rounds"]}] {key[0]:18} {loop:9} {report.si(rate):>7}/s',
-                      file=sys.stderr, flush=True)
+                progress.step(f'round {rnd}/{cfg["rounds"]}')
+    progress.done()
     elapsed = time.monotonic() - started
     load_after = os.getloadavg()
 
@@ -571,6 +603,7 @@ def main(argv=None):
         labels['http'] = labels['http'].replace(
             ' (', ', wrk (' if cfg['http_client'] == 'wrk' else ', C client (')
     md_table = report.table(args.benchmarks, labels, loops, results, failed, ceilings)
+    md_summary = report.summary(args.benchmarks, loops, results)
     versions = {name: _version(name) for name in loops}
     details = [
         f'{datetime.datetime.now():%Y-%m-%d %H:%M}, Python {platform.python_version()}, '
@@ -582,8 +615,13 @@ def main(argv=None):
            if stream else '')
         + ('; TLS rows: Python client tls_client.py, SCHED_BATCH' if tls else '')
         + f'; {elapsed:.0f} s; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.',
-    ] + notes
-    text = md_table + '\n\n' + '\n'.join(f'- {d}' for d in details) + '\n'
+        '(noise): the rounds of the two loops spread wider than the difference their medians show.',
+    ] + (['C ceiling: a plain C epoll echo server (one read and one write per message) measured '
+          'with the same client; over 100% means ferroloop served more than it, which its '
+          'batching of reads and writes under load allows: a reference point, not a bound.']
+         if ceilings else []) + notes
+    text = (md_table + '\n\n' + (f'**Summary**: {md_summary}.\n\n' if md_summary else '')
+            + '\n'.join(f'- {d}' for d in details) + '\n')
     print()
     print(text)
     if failures:
@@ -599,6 +637,12 @@ def main(argv=None):
                    'failures': failures, 'elapsed': elapsed,
                    'loadavg': [load_before, load_after]}, f, indent=1)
     print(f'raw samples: {raw}')
+    png = raw[:-len('.json')] + '.png'
+    try:
+        report.chart(png, args.benchmarks, labels, loops, results)
+        print(f'chart: {png}')
+    except ImportError:
+        print('no chart: matplotlib is not installed (it comes with the bench extra)')
     if args.markdown:
         with open(args.markdown, 'w') as f:
             f.write(text)
