@@ -9,15 +9,18 @@
 # no manylinux container is needed. Interpreters: python3.X on PATH or in
 # ~/.pyenv/versions/3.X.*; a version found only in the Debian sid chroot
 # ($SID_ROOT, default /opt/sid, which cannot run on this glibc) is built for
-# through PyO3's cross-compile config (its sysconfig data and headers) and
-# checked inside the chroot. Each wheel must carry the LICENSE, pass
+# through PyO3's cross-compile config (its sysconfig data) and
+# checked inside the chroot (through $SID_RUN, default the shared
+# sid-python/run.sh). Each wheel must carry the LICENSE, pass
 # `auditwheel show` as manylinux_2_17 or older, install in a fresh venv and
 # import with `ferroloop.__version__` equal to its own version; the sdist
 # must build and install likewise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-versions=(3.11 3.12 3.13 3.14 3.15)
+# The supported versions are pyproject.toml's per-version classifiers.
+mapfile -t versions < <(sed -n 's/^ *"Programming Language :: Python :: \(3\.[0-9]*\)",$/\1/p' pyproject.toml)
+(( ${#versions[@]} )) || { echo "build-wheels: no Python classifiers in pyproject.toml" >&2; exit 1; }
 sid_root=${SID_ROOT:-/opt/sid}
 sid_run=${SID_RUN:-/work/shared/reference/sid-python/run.sh}
 work=$root/target/wheel-build   # under target/: ignored by git, visible inside the chroot
