@@ -12,13 +12,13 @@
 //! transport's read buffer straight into the incoming BIO and the outgoing
 //! BIO's bytes straight to the transport's write, without Python frames.
 
-use crate::accept::new_instance;
 use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::is_fatal;
 use crate::read_bytes::ReadBytes;
-use crate::stream_transport::StreamTransportCore;
+use crate::stream_transport::{RawReceiver, StreamTransportCore, RAW_RECEIVER};
+use crate::transport_core::new_instance;
 use pyo3::exceptions::{PyAssertionError, PyConnectionAbortedError, PyConnectionResetError, PyException, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -1375,6 +1375,12 @@ fn wrap_bio<'py>(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    RAW_RECEIVER.get_or_init(py, || RawReceiver {
+        class: py.get_type::<TLSProtocolCore>().unbind(),
+        feed: |layer, data| layer.cast::<TLSProtocolCore>()?.get().feed(layer.py(), data),
+        ready: |layer| TLSProtocolCore::incoming_ready(layer.cast::<TLSProtocolCore>()?),
+    });
     m.add_class::<TLSProtocolCore>()?;
     m.add_function(wrap_pyfunction!(new_ssl_protocol, m)?)
 }
