@@ -5,6 +5,7 @@ import runpy
 import sys
 import types
 import zipfile
+from collections.abc import Sequence
 
 HELP = """\
 usage: python -m ferroloop run SCRIPT [ARGS...]
@@ -22,8 +23,9 @@ with the way to make that program use ferroloop.
 USAGE = HELP.split('\n\n')[0]
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``argv`` (default: the command line) as ``run SCRIPT [ARGS...]``; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] in (['-h'], ['--help']) or argv[:2] in (['run', '-h'], ['run', '--help']):
         print(HELP, end='')
         return 0
