@@ -572,7 +572,7 @@ impl LoopCore {
         if this.debug.get(py) {
             this.debug_checks(py, &callback, "call_soon_threadsafe", false)?;
         }
-        let h = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
+        let h = Handle::new_thread_safe(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
         Handle::untrack_queued(&h);
         this.ready.with(py, |r| r.push_back(h.clone_ref(py)));
         if this.polling.load(Ordering::SeqCst) {

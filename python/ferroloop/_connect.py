@@ -478,7 +478,8 @@ class ConnectMixin:
                 track_transport(self, fd, transp)
 
     async def _sendfile_fallback(self, transp, file, offset, count):
-        if offset:
+        # Offset 0 too, as in _sock_sendfile_fallback.
+        if hasattr(file, 'seek'):
             file.seek(offset)
         blocksize = min(count, 16384) if count else 16384
         buf = bytearray(blocksize)

@@ -255,11 +255,14 @@ class SockMixin:
                 total += sent
             return total
         finally:
-            if total > 0:
-                os.lseek(fileno, offset + total, os.SEEK_SET)
+            # As asyncio: the file's position ends after what was sent,
+            # whatever the outcome.
+            os.lseek(fileno, offset + total, os.SEEK_SET)
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
-        if offset:
+        # Offset 0 too: reading starts at the offset, not where the file was
+        # left (CPython 3.14 fixed the same in asyncio).
+        if hasattr(file, 'seek'):
             file.seek(offset)
         limit = constants.SENDFILE_FALLBACK_READBUFFER_SIZE
         blocksize = min(count, limit) if count else limit
