@@ -11,7 +11,6 @@ the socket goes to ``_make_ssl_transport`` (tls.py).
 """
 
 import collections
-import functools
 import itertools
 import os
 import socket
@@ -273,11 +272,16 @@ class ConnectMixin:
             else:
                 connected = []
                 try:
-                    sock, _, _ = await staggered.staggered_race(
-                        (functools.partial(self._connect_sock, exceptions,
-                                           addrinfo, laddr_infos, connected)
+                    # Lambdas over this frame's variables, not partials, and
+                    # only the winner taken from the result: the errors must
+                    # not be reachable from their own tracebacks (a cycle
+                    # that keeps every attempt's frames alive until the
+                    # collector runs).
+                    sock = (await staggered.staggered_race(
+                        (lambda addrinfo=addrinfo: self._connect_sock(
+                            exceptions, addrinfo, laddr_infos, connected)
                          for addrinfo in infos),
-                        happy_eyeballs_delay, loop=self)
+                        happy_eyeballs_delay, loop=self))[0]
                 finally:
                     # Two attempts may connect in the same iteration; only
                     # the winner is used, the others must not leak.
@@ -351,6 +355,8 @@ class ConnectMixin:
             await waiter
         except:  # noqa: E722 - cancellation too
             transport.close()
+            # The waiter holds the exception whose traceback holds this frame.
+            waiter = None
             raise
 
         return transport, protocol

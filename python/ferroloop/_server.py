@@ -178,6 +178,9 @@ class Server(events.AbstractServer):
         except exceptions.CancelledError:
             try:
                 self.close()
+                # As asyncio from 3.14 on: a client that never hangs up must
+                # not keep a cancelled serve_forever() waiting.
+                self.close_clients()
                 await self.wait_closed()
             finally:
                 raise

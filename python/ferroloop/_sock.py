@@ -53,6 +53,10 @@ def _attempt(fut, op, args):
         fut.set_exception(exc)
     else:
         fut.set_result(result)
+    finally:
+        # The exception's traceback holds this frame: without this, the
+        # future and its exception would form a cycle.
+        fut = None
 
 
 class _SendAll:
