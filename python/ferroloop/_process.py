@@ -423,6 +423,9 @@ class SubprocessTransport(transports.SubprocessTransport):
             self._proc.returncode = returncode
         self._call(self._protocol.process_exited)
         self._try_finish()
+        # wait() returns as soon as the child has exited, even while a
+        # grandchild keeps its pipes open (asyncio does so from 3.14 on).
+        self._wake_exit_waiters()
 
     async def _wait(self):
         """The child's returncode, once it has exited (a coroutine)."""
@@ -430,7 +433,17 @@ class SubprocessTransport(transports.SubprocessTransport):
             return self._returncode
         waiter = self._loop.create_future()
         self._exit_waiters.append(waiter)
-        return await waiter
+        try:
+            return await waiter
+        finally:
+            if self._exit_waiters is not None and waiter in self._exit_waiters:
+                self._exit_waiters.remove(waiter)
+
+    def _wake_exit_waiters(self):
+        waiters, self._exit_waiters = self._exit_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(self._returncode)
 
     def _try_finish(self):
         if self._finished or self._returncode is None:
@@ -446,10 +459,7 @@ class SubprocessTransport(transports.SubprocessTransport):
             self._release_exit_waiters()
 
     def _release_exit_waiters(self):
-        for waiter in self._exit_waiters:
-            if not waiter.cancelled():
-                waiter.set_result(self._returncode)
-        self._exit_waiters = None
+        self._wake_exit_waiters()
         self._watch = None
         self._loop = None
         self._proc = None
