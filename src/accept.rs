@@ -51,8 +51,12 @@ pub struct Acceptor {
     transport_class: Option<Py<PyType>>,
     /// What `_start_serving` was given, for the loop's Python paths:
     /// (protocol_factory, sock, sslcontext, server, backlog,
-    /// ssl_handshake_timeout, ssl_shutdown_timeout).
+    /// ssl_handshake_timeout, ssl_shutdown_timeout, context).
     serving: Py<PyTuple>,
+    /// The server's context (Python 3.15 on: captured when the server was
+    /// made): each connection runs in a copy of it. None: a copy of the
+    /// current context, as before 3.15.
+    context: Option<Py<PyAny>>,
     backlog: usize,
     /// A TCP listener, whose accept queue `TCP_INFO` reports.
     tcp: bool,
@@ -190,8 +194,16 @@ impl Acceptor {
             let Some((conn, addr)) = self.accept(py)? else { return Ok(()) };
             budget -= 1;
             let sock = self.wrap(py, conn)?;
-            // SAFETY: a new reference or NULL with an exception set.
-            let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
+            // SAFETY: new references or NULL with an exception set.
+            let context = unsafe {
+                Bound::from_owned_ptr_or_err(
+                    py,
+                    match &self.context {
+                        Some(server_context) => ffi::PyContext_Copy(server_context.as_ptr()),
+                        None => ffi::PyContext_CopyCurrent(),
+                    },
+                )?
+            };
             // SAFETY: `context` is a Context; entered and left here.
             if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
                 return Err(PyErr::fetch(py));
@@ -218,13 +230,15 @@ impl Acceptor {
         visit.call(&self.protocol_factory)?;
         visit.call(&self.server)?;
         visit.call(&self.transport_class)?;
-        visit.call(&self.serving)
+        visit.call(&self.serving)?;
+        visit.call(&self.context)
     }
 }
 
 /// `loop._start_serving`: makes an `Acceptor` the reader of `sock`.
 /// `transport_class` is None when connections must take the loop's Python
-/// path (a loop subclass that makes its own transports).
+/// path (a loop subclass that makes its own transports); `context` is the
+/// server's, or None.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn start_accepting(
@@ -237,13 +251,23 @@ fn start_accepting(
     ssl_handshake_timeout: &Bound<'_, PyAny>,
     ssl_shutdown_timeout: &Bound<'_, PyAny>,
     transport_class: Option<Bound<'_, PyType>>,
+    context: Option<Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     let py = loop_.py();
     let fd = fileobj_to_fd(sock)?;
     let (family, type_, proto) = socket_kind(sock)?;
     let serving = PyTuple::new(
         py,
-        [protocol_factory, sock, sslcontext, server, &backlog.into_pyobject(py)?.into_any(), ssl_handshake_timeout, ssl_shutdown_timeout],
+        [
+            protocol_factory,
+            sock,
+            sslcontext,
+            server,
+            &backlog.into_pyobject(py)?.into_any(),
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+            &context.clone().unwrap_or_else(|| py.None().into_bound(py)),
+        ],
     )?;
     let acceptor = Acceptor {
         loop_: loop_.clone().unbind(),
@@ -253,6 +277,7 @@ fn start_accepting(
         server: server.clone().unbind(),
         transport_class: transport_class.map(Bound::unbind),
         serving: serving.unbind(),
+        context: context.filter(|c| !c.is_none()).map(Bound::unbind),
         backlog: backlog.clamp(1, i64::from(i32::MAX)) as usize,
         tcp: matches!(family, libc::AF_INET | libc::AF_INET6) && type_ & 0xf == libc::SOCK_STREAM,
     };

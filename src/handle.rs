@@ -114,7 +114,8 @@ struct Parts {
     loop_: Py<LoopCore>,
     callback: Py<PyAny>,
     args: Py<PyTuple>,
-    /// `None` for the loop's own native callbacks.
+    /// `None` for the loop's own native callbacks, unless they run
+    /// protocol code (`new_native_in_context`).
     context: Option<Py<PyAny>>,
     copied_context: bool,
     source_traceback: Option<Py<PyAny>>,
@@ -122,7 +123,7 @@ struct Parts {
 
 impl Parts {
     /// `context` None (or Python's None) means a copy of the current one;
-    /// a native callback gets no context at all.
+    /// a native callback gets the one it is given, if any.
     fn new(
         py: Python<'_>,
         loop_: Py<LoopCore>,
@@ -132,7 +133,7 @@ impl Parts {
         native: bool,
     ) -> PyResult<Parts> {
         let (context, copied_context) = match context {
-            _ if native => (None, false),
+            c if native => (c, false),
             Some(c) if !c.is_none(py) => (Some(c), false),
             // SAFETY: returns a new reference or NULL with an exception set.
             _ => (Some(unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind() }), true),
@@ -308,6 +309,22 @@ impl Handle {
         Py::new(py, parts.into_handle(None, Some(fire_native::<T>)))
     }
 
+    /// A handle for a transport's native reader or writer, which calls the
+    /// protocol (`data_received`, ...): it fires inside `context`, the
+    /// connection's own, as asyncio's reader handles run in the context
+    /// copied when the transport began; so what a protocol sets there
+    /// stays with its connection.
+    pub fn new_native_in_context<T: NativeCallback>(py: Python<'_>, loop_: Py<LoopCore>, callback: Py<T>, context: Py<PyAny>) -> PyResult<Py<Handle>> {
+        let parts = Parts::new(py, loop_, callback.into_any(), PyTuple::empty(py).unbind(), Some(context), true)?;
+        Py::new(py, parts.into_handle(None, Some(fire_native::<T>)))
+    }
+
+    /// A copy of the current context, for `new_native_in_context`.
+    pub fn copy_current_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+        // SAFETY: returns a new reference or NULL with an exception set.
+        Ok(unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind())
+    }
+
     pub fn new_timer(
         py: Python<'_>,
         loop_: Py<LoopCore>,
@@ -426,7 +443,20 @@ impl Handle {
             let Some(cb) = this.callback.with(py, |c| c.as_ref().map(|c| c.clone_ref(py))) else {
                 return Ok(());
             };
-            return match fire(cb.bind(py)) {
+            let ctx = this.context.with(py, |c| c.as_ref().map(|c| c.clone_ref(py)));
+            // SAFETY: `ctx` is a Context, entered and left around the call.
+            if let Some(ctx) = &ctx {
+                if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
+                    return Self::failed(slf, cb, None, PyErr::fetch(py));
+                }
+            }
+            let fired = fire(cb.bind(py));
+            if let Some(ctx) = &ctx {
+                if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
+                    return Self::failed(slf, cb, None, PyErr::fetch(py));
+                }
+            }
+            return match fired {
                 Ok(()) => Ok(()),
                 Err(err) => Self::failed(slf, cb, None, err),
             };
