@@ -822,11 +822,14 @@ impl FastcallMethod for CreateTaskPassingKeywords {
 
     unsafe fn call(py: Python<'_>, slf: Bound<'_, LoopCore>, args: FastcallArgs<'_>) -> PyResult<Py<PyAny>> {
         let kwargs = args.keywords_dict(py)?;
+        let key = pyo3::intern!(py, "coro");
         let coro = match args.positional {
+            [_] if kwargs.contains(key)? => {
+                return Err(PyTypeError::new_err("create_task() got multiple values for argument 'coro'"));
+            }
             // SAFETY: a live, borrowed argument of this call.
             [coro] => unsafe { Bound::from_borrowed_ptr(py, *coro) },
             [] => {
-                let key = pyo3::intern!(py, "coro");
                 let coro = kwargs.get_item(key)?.ok_or_else(|| fastcall::missing("create_task", "coro"))?;
                 kwargs.del_item(key)?;
                 coro
