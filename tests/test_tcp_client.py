@@ -12,6 +12,7 @@ bounded.
 
 import asyncio
 import errno
+import gc
 import os
 import socket
 import ssl
@@ -909,3 +910,23 @@ def test_open_unix_connection(loop, unix_server):
         return lines
 
     assert run(loop, main()) == [b'line one\n', b'line two\n', b'']
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason='asyncio.staggered keeps such a cycle before 3.14')
+def test_failed_happy_eyeballs_connect_leaves_its_error_in_no_reference_cycle(loop):
+    # The error's traceback holds the frames that failed; nothing those
+    # frames hold may lead back to the error, or every attempt's frames
+    # (and sockets, futures, ...) live on until the collector runs.
+    port = unused_port()
+
+    async def main():
+        try:
+            await loop.create_connection(asyncio.Protocol, '127.0.0.1', port,
+                                         happy_eyeballs_delay=0.25)
+        except OSError as e:
+            exc = e
+        assert isinstance(exc, ConnectionRefusedError)
+        assert gc.get_referrers(exc) == [coro]
+
+    coro = main()
+    run(loop, coro)
