@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import ssl
+import sys
 import threading
 import time
 
@@ -997,6 +998,25 @@ def test_sock_sendfile_falls_back_for_a_file_without_fileno(loop, sendfile_calls
     assert received == content[50 * 1024:250 * 1024]
     assert f.tell() == 250 * 1024
     assert sendfile_calls == []  # read and sent through sock_sendall instead
+
+
+@pytest.mark.parametrize('offset', [0, 3, 6])
+@pytest.mark.parametrize('fallback', [False, True])
+def test_sock_sendfile_reads_from_the_offset_and_leaves_the_file_after_it(
+        loop, tmp_path, tcp, offset, fallback):
+    if fallback and isinstance(loop, asyncio.SelectorEventLoop) and sys.version_info < (3, 14):
+        pytest.skip('asyncio before 3.14 ignores offset 0 in its fallback')
+    path = tmp_path / 'six'
+    path.write_bytes(b'abcdef')
+    if fallback:
+        async def unavailable(sock, file, offset, count):
+            raise asyncio.SendfileNotAvailableError()
+        loop._sock_sendfile_native = unavailable
+    with open(path, 'rb') as f:
+        f.seek(6)  # where a writer would have left it
+        sent, received = _sendfile(loop, tcp[0], tcp[1], f, 6 - offset, offset=offset)
+        assert f.tell() == 6
+    assert (sent, received) == (6 - offset, b'abcdef'[offset:])
 
 
 def test_sock_sendfile_without_fallback_raises_sendfile_not_available(loop, tcp):

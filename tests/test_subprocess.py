@@ -17,7 +17,7 @@ import threading
 import warnings
 
 import pytest
-from support import loops, run
+from support import asyncio_since, loops, run
 
 import ferroloop
 from ferroloop import _process as ferro_process
@@ -557,3 +557,25 @@ def test_child_pipes_grow_when_they_fill_and_user_pipes_do_not(loop):
         os.close(r)
         t.close()
     run(loop, main())
+
+
+@asyncio_since((3, 14), 'wait() returning while a grandchild holds the pipes')
+def test_wait_returns_when_the_child_exits_though_a_grandchild_holds_its_pipes(loop):
+    # The grandchild inherits stdin and stdout, says it is ready, and stays
+    # until stdin reaches EOF: stdout never ends while the child is gone.
+    code = ('import subprocess, sys; subprocess.run([sys.executable, "-c", '
+            '"import sys; sys.stdout.write(\'ready\'); sys.stdout.flush(); sys.stdin.read()"])')
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY, '-c', code, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            waiting = asyncio.ensure_future(proc.wait())
+            assert await proc.stdout.readexactly(5) == b'ready'
+            proc.kill()
+            return await asyncio.wait_for(waiting, 10)
+        finally:
+            proc.stdin.close()  # the grandchild's stdin ends: it leaves
+            await proc.stdout.read()
+
+    assert run(loop, main(), timeout=20) == -signal.SIGKILL

@@ -677,6 +677,25 @@ def test_sendfile_offset_and_count(loop, server_sock, data_file):
     assert data_file.tell() == 1000 + 123_456
 
 
+@asyncio_since((3, 14), 'the fallback reading from offset 0 wherever the file was')
+@pytest.mark.parametrize('fallback', [False, True])
+def test_sendfile_offset_counts_from_the_start_of_the_file_not_its_position(
+        loop, server_sock, data_file, fallback):
+    data_file.seek(123)
+    if fallback:
+        fail_native(loop)
+
+    async def main():
+        async with SendfilePeer(loop, server_sock) as p:
+            sent = await loop.sendfile(p.tr, data_file, 0)
+            return sent, await p.finish()
+
+    sent, got = run(loop, main())
+    assert sent == len(DATA)
+    assert got == DATA
+    assert data_file.tell() == len(DATA)
+
+
 def test_sendfile_keeps_order_with_writes_before_and_after(loop, server_sock, data_file):
     async def main():
         async with SendfilePeer(loop, server_sock) as p:

@@ -1139,3 +1139,35 @@ def test_each_connection_has_its_own_context_copied_from_where_serving_began(loo
     assert run(loop, main()) == 'later'
     assert seen == [(b'a1', 'when serving began'), (b'a2', b'a1'),
                     (b'b1', 'when serving began'), (b'b2', b'b1')]
+
+
+def test_connections_start_from_the_servers_context_from_315_on(loop):
+    # 3.15 copies the context when the server is made; before, asyncio's
+    # reader of the listening socket copied it when serving began.
+    var = contextvars.ContextVar('var', default='default')
+    seen = []
+
+    class Remember(asyncio.Protocol):
+        def __init__(self):
+            seen.append(('factory', var.get()))
+
+        def connection_made(self, transport):
+            seen.append(('made', var.get()))
+            transport.close()
+
+    async def main():
+        var.set('server made')
+        server = await loop.create_server(Remember, '127.0.0.1', 0, start_serving=False)
+        var.set('serving began')
+        await server.start_serving()
+        var.set('later')
+        with socket.socket() as c:
+            c.setblocking(False)
+            await loop.sock_connect(c, server.sockets[0].getsockname())
+            assert await asyncio.wait_for(loop.sock_recv(c, 1), TIMEOUT) == b''
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+    expected = 'server made' if sys.version_info >= (3, 15) else 'serving began'
+    assert seen == [('factory', expected), ('made', expected)]
