@@ -690,6 +690,38 @@ def test_failed_start_tls_leaves_the_transport_in_no_reference_cycle(loop, serve
         gc.enable()
 
 
+@asyncio_since((3, 14), 'no cycle after a failed TLS handshake in create_connection')
+def test_failed_tls_create_connection_leaves_no_transport_in_a_cycle(loop, server_ctx, certs):
+    strict = ssl.create_default_context(cafile=str(certs / 'ca.pem'))
+
+    async def handler(reader, writer):
+        writer.close()
+
+    def transports():
+        return [o for o in gc.get_objects() if isinstance(o, asyncio.BaseTransport)]
+
+    async def main():
+        server = await asyncio.start_server(handler, '127.0.0.1', 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        before = len(transports())
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await loop.create_connection(asyncio.Protocol, '127.0.0.1', port,
+                                         ssl=strict, server_hostname='wrong.name')
+        await asyncio.sleep(0.05)  # the closing transport's last callbacks
+        after = len(transports())
+        server.close()
+        await server.wait_closed()
+        return before, after
+
+    gc.collect()
+    gc.disable()
+    try:
+        before, after = run(loop, main())
+    finally:
+        gc.enable()
+    assert after <= before
+
+
 def test_tls_protocol_callbacks_run_in_their_connections_own_context(loop, server_ctx, client_ctx):
     # What one connection's protocol sets stays with it: the next connection
     # starts from the server's context again.
