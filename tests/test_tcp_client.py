@@ -677,10 +677,11 @@ def test_sendfile_offset_and_count(loop, server_sock, data_file):
     assert data_file.tell() == 1000 + 123_456
 
 
-@asyncio_since((3, 14), 'the fallback reading from offset 0 wherever the file was')
 @pytest.mark.parametrize('fallback', [False, True])
 def test_sendfile_offset_counts_from_the_start_of_the_file_not_its_position(
         loop, server_sock, data_file, fallback):
+    if fallback and sys.version_info < (3, 14):
+        pytest.skip('before 3.14 the fallback reads offset 0 from where the file is')
     data_file.seek(123)
     if fallback:
         fail_native(loop)

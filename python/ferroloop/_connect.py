@@ -494,8 +494,8 @@ class ConnectMixin:
                 track_transport(self, fd, transp)
 
     async def _sendfile_fallback(self, transp, file, offset, count):
-        # Offset 0 too, as in _sock_sendfile_fallback.
-        if hasattr(file, 'seek'):
+        # Offset 0 too from 3.14 on, as in _sock_sendfile_fallback.
+        if offset or (sys.version_info >= (3, 14) and hasattr(file, 'seek')):
             file.seek(offset)
         blocksize = min(count, 16384) if count else 16384
         buf = bytearray(blocksize)

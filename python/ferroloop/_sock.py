@@ -10,6 +10,7 @@ import functools
 import io
 import os
 import socket
+import sys
 
 from asyncio import constants, exceptions
 
@@ -259,14 +260,21 @@ class SockMixin:
                 total += sent
             return total
         finally:
-            # As asyncio: the file's position ends after what was sent,
-            # whatever the outcome.
-            os.lseek(fileno, offset + total, os.SEEK_SET)
+            # The file's position ends after what was sent; from 3.14 on
+            # asyncio moves it there even when nothing was sent. A file that
+            # cannot seek (a pipe os.sendfile refused) stays as it is.
+            if total > 0:
+                os.lseek(fileno, offset + total, os.SEEK_SET)
+            elif _PY314:
+                try:
+                    os.lseek(fileno, offset, os.SEEK_SET)
+                except OSError:
+                    pass
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
-        # Offset 0 too: reading starts at the offset, not where the file was
-        # left (CPython 3.14 fixed the same in asyncio).
-        if hasattr(file, 'seek'):
+        # From 3.14 on offset 0 too: reading starts at the offset, not where
+        # the file was left.
+        if offset or (_PY314 and hasattr(file, 'seek')):
             file.seek(offset)
         limit = constants.SENDFILE_FALLBACK_READBUFFER_SIZE
         blocksize = min(count, limit) if count else limit
@@ -288,6 +296,9 @@ class SockMixin:
         finally:
             if total > 0 and hasattr(file, 'seek'):
                 file.seek(offset + total)
+
+
+_PY314 = sys.version_info >= (3, 14)
 
 
 def _noop():
