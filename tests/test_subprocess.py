@@ -470,6 +470,29 @@ def test_thread_fallback_without_pidfd(loop, monkeypatch):
 
 
 @ferroloop_only
+def test_thread_fallback_leaves_the_child_unreaped_until_the_loop_publishes_its_exit(
+        loop, monkeypatch):
+    # Between reaping and publishing, send_signal() could reach a recycled
+    # pid: the thread only waits, the loop reaps.
+    monkeypatch.setattr(ferro_process, '_pidfd_usable', False)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(*BLOCKED)
+        watcher = [t for t in threading.enumerate() if t.name == f'ferroloop-waitpid-{proc.pid}']
+        assert len(watcher) == 1
+        proc.kill()
+        watcher[0].join(10)  # saw the exit; the loop has not run since
+        assert not watcher[0].is_alive()
+        assert proc.returncode is None
+        # Still a zombie: waitid would raise ChildProcessError once reaped.
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        proc.kill()  # harmless: the pid is still ours
+        assert await proc.wait() == -signal.SIGKILL
+        assert reaped(proc.pid)
+    run(loop, main())
+
+
+@ferroloop_only
 def test_a_child_reaped_behind_our_back_reports_255(loop, caplog):
     async def main():
         # Not exited before this test reaps it itself.
