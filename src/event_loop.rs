@@ -215,15 +215,10 @@ impl LoopCore {
             return Err(PyTypeError::new_err(format!("{}() got multiple values for keyword argument 'loop'", function_str(&task_type)?)));
         }
         kwargs.set_item(loop_key, slf)?;
-        let task = task_type.call((coro,), Some(&kwargs))?;
-        if slf.get().debug.get(py) {
-            // Drop the frame of this call from where the task says it was created.
-            let tb = task.getattr(pyo3::intern!(py, "_source_traceback"))?;
-            if tb.is_truthy()? {
-                tb.del_item(-1)?;
-            }
-        }
-        Ok(task.unbind())
+        // In debug mode the task's `_source_traceback` ends at the caller's
+        // frame: this call has none of its own to drop (asyncio's Python
+        // create_task drops its own frame).
+        Ok(task_type.call((coro,), Some(&kwargs))?.unbind())
     }
 
     /// A scheduled timer was cancelled (asyncio's `_timer_handle_cancelled`).
