@@ -652,9 +652,10 @@ fn new_core(
     };
     let core = Py::new(py, StreamTransportCore { loop_: loop_.clone().unbind(), fd, st: GilCell::new(state) })?;
     core.get().bind_protocol(py, protocol)?;
+    let context = Handle::copy_current_context(py)?;
     let event = |writable| -> PyResult<Py<Handle>> {
         let cb = Py::new(py, TransportEvent { core: core.clone_ref(py), writable })?;
-        Handle::new_native(py, loop_.clone().unbind(), cb)
+        Handle::new_native_in_context(py, loop_.clone().unbind(), cb, context.clone_ref(py))
     };
     let (reader, writer) = (event(false)?, event(true)?);
     core.get().st.with(py, |s| {
