@@ -25,6 +25,7 @@ tls_client.py, with a certificate made here with the openssl command.
 import argparse
 import datetime
 import fnmatch
+import importlib.util
 import json
 import os
 import platform
@@ -79,6 +80,14 @@ STREAM['bulk_up'] = {'kind': 'bulk_up', 'client': 'up', 'conns': 1}
 LABELS['bulk_up'] = 'bulk: Protocol server reads, 1 conn (bytes/s)'
 STREAM['http'] = {'kind': 'http', 'client': 'http', 'conns': 10}
 LABELS['http'] = 'HTTP/1.1 keep-alive Protocol server, 10 conns (requests/s)'
+STREAM['http_uvicorn'] = {'kind': 'asgi', 'client': 'http', 'conns': 4}
+LABELS['http_uvicorn'] = 'HTTP/1.1 keep-alive, uvicorn + httptools, 4 conns (requests/s)'
+# Rows derived from another row's runs: requests per second of the server's
+# own CPU time (user + system). With the client on the same CPU, throughput
+# is partly the scheduler's doing; CPU per request is what a loop controls.
+PER_CPU = {'http_cpu': 'http', 'http_uvicorn_cpu': 'http_uvicorn'}
+LABELS['http_cpu'] = 'HTTP Protocol server, per server CPU-second (requests/CPU-s)'
+LABELS['http_uvicorn_cpu'] = 'HTTP uvicorn + httptools, per server CPU-second (requests/CPU-s)'
 
 # The TLS rows: tls_server.py (the proto_echo Protocol behind ssl=) under the
 # Python client tls_client.py (blocking ssl sockets); no C ceiling.
@@ -92,7 +101,7 @@ LABELS['tls_echo_100k'] = 'TLS echo 100 KiB, Protocol server with ssl=, 1 conn (
 LABELS['tls_handshake'] = ('TLS handshakes: new connection, handshake, one 16 B round trip, close '
                            '(connections/s)')
 
-ALL_BENCHMARKS = list(micro.BENCHMARKS) + list(ECHO_SIZES) + list(STREAM) + list(TLS)
+ALL_BENCHMARKS = list(micro.BENCHMARKS) + list(ECHO_SIZES) + list(STREAM) + list(PER_CPU) + list(TLS)
 assert set(ALL_BENCHMARKS) == set(LABELS)
 
 # Per-measurement budgets. The full run (7 rounds) takes ~9 minutes (about
@@ -367,20 +376,38 @@ def run_wrk(spec, port, cfg):
     return float(rate.group(1)), {'requests': int(done.group(1))}
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time a process has used (also once it has exited, until reaped)."""
+    with open(f'/proc/{pid}/stat') as f:
+        stat = f.read()
+    fields = stat[stat.rindex(')') + 2:].split()      # from field 3 (state) on
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def run_stream(loop, bench, cfg):
-    """One stream benchmark on one fresh server (a loop, or 'C' for the echo ceiling)."""
+    """One stream benchmark on one fresh server (a loop, or 'C' for the echo ceiling).
+
+    Returns (rate, requests per server CPU-second or None).
+    """
     spec = STREAM[bench]
     cpu = cfg['cpu']
     seconds = cfg['http_seconds'] if spec['client'] == 'http' else cfg['stream_seconds']
     server_timeout = int(seconds + 30)
+    stdin = None
     if loop == report.C_CEILING:
         server_cmd = [cfg['c_server'], str(server_timeout), str(spec['conns'])]
+    elif spec['kind'] == 'asgi':
+        # Serves until its stdin closes (server_result closes it).
+        server_cmd = [sys.executable, os.path.join(HERE, 'asgi_server.py'), '--loop', loop,
+                      '--timeout', str(server_timeout)]
+        stdin = subprocess.PIPE
     else:
         server_cmd = [sys.executable, os.path.join(HERE, 'stream_server.py'), '--loop', loop,
                       '--kind', spec['kind'], '--conns', str(spec['conns']),
                       '--timeout', str(server_timeout)]
-    server, port = start_server(server_cmd, cpu)
+    server, port = start_server(server_cmd, cpu, stdin=stdin)
     try:
+        cpu_before = cpu_seconds(server.pid)
         if spec['client'] == 'http' and cfg['http_client'] == 'wrk':
             rate, result = run_wrk(spec, port, cfg)
         else:
@@ -388,7 +415,10 @@ def run_stream(loop, bench, cfg):
             if result['ops'] <= 0 or result['seconds'] <= 0:
                 raise MeasurementFailed('nothing timed')
             rate = result['ops'] / result['seconds']
+        cpu_used = cpu_seconds(server.pid) - cpu_before
         served = server_result(server, 'stream server')
+        if 'loop' in served and served['loop'].split('.')[0] != loop:
+            raise MeasurementFailed(f'requests ran on {served["loop"]}, not on {loop}')
         if spec['client'] == 'http':
             if 'bytes' in result:       # our C client: exact counts
                 if served['requests'] != result['requests']:
@@ -407,7 +437,8 @@ def run_stream(loop, bench, cfg):
         if 'conns' in served and served['conns'] < spec['conns']:
             raise MeasurementFailed(f'server saw {served["conns"]} connections, expected '
                                     f'{spec["conns"]}')
-        return rate
+        per_cpu = served['requests'] / cpu_used if spec['client'] == 'http' and cpu_used > 0 else None
+        return rate, per_cpu
     finally:
         if server.poll() is None:
             server.kill()
@@ -478,6 +509,9 @@ def parse_args(argv):
         if unknown:
             p.error(f'unknown benchmark(s) {", ".join(unknown)}; choose from {", ".join(ALL_BENCHMARKS)}')
         args.benchmarks = [b for b in ALL_BENCHMARKS if any(selects(w, b) for w in wanted)]
+    # A per-CPU row is measured by its source row's runs.
+    sources = {PER_CPU[b] for b in args.benchmarks if b in PER_CPU}
+    args.benchmarks = [b for b in ALL_BENCHMARKS if b in args.benchmarks or b in sources]
     args.loops = [name.strip() for name in args.loops.split(',') if name.strip()]
     unknown = [name for name in args.loops if name not in loops_mod.NAMES]
     if unknown:
@@ -523,7 +557,8 @@ def main(argv=None):
     cfg['client'] = args.client or 'python'
     built = None
     if echo or stream:
-        built, why = build_c(os.path.join(outdir, 'bin'))
+        # Per C library: a run in another root (e.g. the sid one for 3.14) builds its own.
+        built, why = build_c(os.path.join(outdir, 'bin-' + ''.join(platform.libc_ver())))
         if built:
             cfg['c_server'], cfg['c_client'], cfg['c_stream'] = built
             cfg['client'] = args.client or 'c'
@@ -532,7 +567,15 @@ def main(argv=None):
             notes.append(f'No C ceiling: {why.splitlines()[0]}')
             if args.client == 'c':
                 sys.exit('--client c needs the C client, which did not build')
-    if 'http' in stream:
+    if 'http_uvicorn' in stream:
+        missing = [m for m in ('uvicorn', 'httptools') if importlib.util.find_spec(m) is None]
+        if missing:
+            why = f'{" and ".join(missing)} not installed (they come with the bench extra)'
+            print(f'NOTE: skipping http_uvicorn: {why}', file=sys.stderr)
+            notes.append(f'Skipped http_uvicorn: {why}.')
+            args.benchmarks = [b for b in args.benchmarks if b not in ('http_uvicorn', 'http_uvicorn_cpu')]
+            stream = [b for b in stream if b != 'http_uvicorn']
+    if any(STREAM[b]['client'] == 'http' for b in stream):
         wrk = shutil.which('wrk')
         cfg['http_client'] = args.http_client or ('wrk' if wrk else 'c')
         if cfg['http_client'] == 'wrk':
@@ -544,7 +587,7 @@ def main(argv=None):
                          + ('' if args.http_client else '; wrk is not installed') + '.')
     if stream and not built:
         # A Python load client would cost more CPU than the servers it measures.
-        runnable = [b for b in stream if b == 'http' and cfg.get('http_client') == 'wrk']
+        runnable = [b for b in stream if STREAM[b]['client'] == 'http' and cfg.get('http_client') == 'wrk']
         skipped = [b for b in stream if b not in runnable]
         if skipped:
             notes.append(f'Skipped {", ".join(skipped)}: they need the C load client.')
@@ -559,12 +602,14 @@ def main(argv=None):
     started = time.monotonic()
     results = {}        # (bench, loop) -> [rate, ...]
     failures = []       # (round, bench, loop, message)
-    total = cfg['rounds'] * sum(len(loops) for _ in args.benchmarks) \
+    total = cfg['rounds'] * sum(len(loops) for b in args.benchmarks if b not in PER_CPU) \
         + cfg['rounds'] * len(set(ceilings[b] for b in args.benchmarks if b in ceilings))
     progress = Progress(total)
     for rnd in range(1, cfg['rounds'] + 1):
         ceilings_done = set()
         for bench in args.benchmarks:
+            if bench in PER_CPU:        # measured with its source row
+                continue
             # Each round starts from the next loop (A B C, B C A, ...): a run
             # leaves the machine a little different for the one after it
             # (a handshake run leaves thousands of TIME_WAIT sockets), and
@@ -581,7 +626,10 @@ def main(argv=None):
                     if bench in ECHO_SIZES:
                         rate = run_echo(loop, ECHO_SIZES[bench], cfg)
                     elif bench in STREAM:
-                        rate = run_stream(loop, bench, cfg)
+                        rate, per_cpu = run_stream(loop, bench, cfg)
+                        for derived, source in PER_CPU.items():
+                            if source == bench and derived in args.benchmarks and per_cpu:
+                                results.setdefault((derived, loop), []).append(per_cpu)
                     elif bench in TLS:
                         rate = run_tls(loop, bench, cfg)
                     else:

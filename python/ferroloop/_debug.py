@@ -7,12 +7,14 @@ from asyncio import coroutines, format_helpers
 # replace it, as with the stdlib loop.
 from asyncio import base_events as _logging_module
 
-from ._coroutines import iscoroutinefunction
-
 
 def extract_stack():
     # Frame 1 is the code that called into the loop (the native core adds no frame).
     return format_helpers.extract_stack(sys._getframe(1))
+
+
+# asyncio's own test, without the DeprecationWarning the public name gives on 3.14+.
+iscoroutinefunction = getattr(coroutines, '_iscoroutinefunction', coroutines.iscoroutinefunction)
 
 
 def check_callback(callback, method):

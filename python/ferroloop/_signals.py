@@ -17,7 +17,7 @@ from asyncio import coroutines
 # replace it, as with the stdlib loop.
 from asyncio import unix_events as _logging_module
 
-from ._coroutines import iscoroutinefunction
+from ._debug import iscoroutinefunction
 
 
 def _sighandler_noop(signum, frame):
