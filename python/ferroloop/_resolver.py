@@ -9,9 +9,9 @@ as asyncio does.
 import socket
 
 
-# asyncio's own module logger, looked up per call: code (and tests) may
-# replace it, as with the stdlib loop.
-from asyncio import base_events as _logging_module
+# asyncio's module: its logger is looked up per call (code and tests may
+# replace it), and its `_ipaddr_info` decides what needs no lookup.
+from asyncio import base_events as _base_events
 
 _NUMERIC_PORT_TYPES = (int, type(None))
 
@@ -51,6 +51,8 @@ def is_numeric(host, port):
 class ResolverMixin:
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        # asyncio's run_in_executor looks at the loop first.
+        self._check_closed()
         if not self.get_debug() and is_numeric(host, port):
             return socket.getaddrinfo(host, port, family, type, proto, flags)
         func = self._getaddrinfo_debug if self.get_debug() else socket.getaddrinfo
@@ -67,36 +69,31 @@ class ResolverMixin:
         if flags:
             msg.append(f'flags={flags!r}')
         msg = ', '.join(msg)
-        _logging_module.logger.debug('Get address info %s', msg)
+        _base_events.logger.debug('Get address info %s', msg)
         t0 = self.time()
         addrinfo = socket.getaddrinfo(host, port, family, type, proto, flags)
         dt = self.time() - t0
         msg = f'Getting address info {msg} took {dt * 1e3:.3f}ms: {addrinfo!r}'
         if dt >= self.slow_callback_duration:
-            _logging_module.logger.info(msg)
+            _base_events.logger.info(msg)
         else:
-            _logging_module.logger.debug(msg)
+            _base_events.logger.debug(msg)
         return addrinfo
 
     async def getnameinfo(self, sockaddr, flags=0):
+        self._check_closed()
         numeric = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
-        if flags & numeric == numeric:
+        if flags.__class__ is int and flags & numeric == numeric:
             return socket.getnameinfo(sockaddr, flags)
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
     async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM,
                                proto=0, flags=0):
         host, port = address[:2]
-        if is_numeric(host, port) and host is not None:
-            infos = socket.getaddrinfo(host, port, family, type, proto,
-                                       flags | socket.AI_NUMERICHOST)
-            if len(address) > 2 and infos and infos[0][0] == socket.AF_INET6:
-                # Keep the caller's flowinfo and scope id.
-                fam, typ, pro, canon, sa = infos[0]
-                return [(fam, typ, pro, canon, (sa[0], sa[1]) + tuple(address[2:]))]
-            return infos
+        # asyncio's own test for an address that needs no lookup: the same
+        # addresses skip the resolver, with the same errors for bad ones.
+        info = _base_events._ipaddr_info(host, port, family, type, proto, *address[2:])
+        if info is not None:
+            return [info]
         return await self.getaddrinfo(host, port, family=family, type=type,
                                       proto=proto, flags=flags)
-
-
-

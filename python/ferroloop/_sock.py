@@ -123,7 +123,8 @@ class SockMixin:
             result = sock_recv_start(self, fd, n)
             if result.__class__ is bytes:
                 return result
-            return await self._sock_native_wait(fd, result, False)
+            if result is not None:
+                return await self._sock_native_wait(fd, result, False)
         try:
             return sock.recv(n)
         except _RETRY:
@@ -196,10 +197,11 @@ class SockMixin:
 
     async def sock_accept(self, sock):
         self._check_sock(sock)
+        fd = sock.fileno()  # first, as asyncio does: a non-socket fails here
         try:
             conn, address = sock.accept()
         except _RETRY:
-            conn, address = await self._sock_wait(sock.fileno(), False, _Method(sock, 'accept'))
+            conn, address = await self._sock_wait(fd, False, _Method(sock, 'accept'))
         conn.setblocking(False)
         return conn, address
 
@@ -253,6 +255,9 @@ class SockMixin:
                 if sent == 0:
                     break
                 total += sent
+                # asyncio sends each next block from a writer callback, so a
+                # closed loop stops it after the first.
+                self._check_closed()
             return total
         finally:
             if total > 0:
