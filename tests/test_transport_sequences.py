@@ -186,8 +186,16 @@ def test_transport_call_sequences_match_asyncio(program):
     assert_same(program, stdlib, ours)
 
 
+# asyncio 3.12+ fails inside itself on writelines() after the connection is
+# lost, where ferroloop drops the data as write() does (test_bad_input.py
+# lists it).
+_ASYNCIO_INTERNAL = ['writelines', 'TypeError', "'NoneType' object is not callable"]
+
+
 def assert_same(program, stdlib, ours):
     want, got = stdlib.pop('peer received'), ours.pop('peer received')
+    stdlib['calls'] = [['writelines', None] if call == _ASYNCIO_INTERNAL else call
+                       for call in stdlib['calls']]
     assert ours == stdlib
     if any(step[0] in ('abort', 'peer reset') for step in program[1]):
         # Cut short: how much got through before depends on when the kernel

@@ -10,6 +10,7 @@ import functools
 import io
 import os
 import socket
+import sys
 
 from asyncio import constants, exceptions
 
@@ -21,6 +22,9 @@ except ImportError:  # pragma: no cover - Python built without ssl
     ssl = None
 
 _RETRY = (BlockingIOError, InterruptedError)
+# asyncio 3.13+ caps each os.sendfile at this (a larger count is no error);
+# before, a count past ssize_t is os.sendfile's OverflowError.
+_SENDFILE_MAX = sys.maxsize // 2 + 1 if sys.version_info >= (3, 13) else sys.maxsize * 2
 # Exactly this class gets the native fast path; a subclass may override
 # recv/send, so it goes through its own methods.
 _SOCKET = socket.socket
@@ -239,7 +243,7 @@ class SockMixin:
                 if count:
                     blocksize = count - total
                 try:
-                    sent = os.sendfile(fd, fileno, offset + total, blocksize)
+                    sent = os.sendfile(fd, fileno, offset + total, min(blocksize, _SENDFILE_MAX))
                 except _RETRY:
                     await self._sock_wait(fd, True, _noop)
                     continue

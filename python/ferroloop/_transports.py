@@ -65,13 +65,26 @@ class SocketTransport(CoreTransport, CoreWriteFlow, transports.Transport):
     # -- the rest of the Transport API ----------------------------------------
 
     def writelines(self, list_of_data):
-        if _WRITELINES_CHECKS:
-            # Python 3.12+ names writelines in these errors.
-            if self._core._eof:
-                raise RuntimeError('Cannot call writelines() after write_eof()')
-            if self._core._sendfile_waiting:
-                raise RuntimeError('unable to writelines; sendfile is in progress')
-        self.write(b''.join(list_of_data))
+        if not _WRITELINES_CHECKS:
+            self.write(b''.join(list_of_data))
+            return
+        # Python 3.12+ names writelines in these errors, skips an empty
+        # list, and takes a memoryview of each item (whose errors it raises).
+        if self._core._eof:
+            raise RuntimeError('Cannot call writelines() after write_eof()')
+        if self._core._sendfile_waiting:
+            raise RuntimeError('unable to writelines; sendfile is in progress')
+        if not list_of_data:
+            return
+        try:
+            data = b''.join(list_of_data)
+        except TypeError:
+            for item in list_of_data:
+                if not memoryview(item).c_contiguous:
+                    # What write() raises for it: asyncio would fail sending it.
+                    raise BufferError('memoryview: underlying buffer is not C-contiguous')
+            raise
+        self.write(data)
 
     def write_eof(self):
         self._core.write_eof()
