@@ -3,6 +3,7 @@
 pub mod flow_control;
 pub mod gil_cell;
 pub mod handle;
+pub mod literal_addrinfo;
 pub mod event_loop;
 pub mod fastcall;
 pub mod accept;
@@ -34,5 +35,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     datagram_transport::register(m)?;
     pipe_transport::register(m)?;
     tls_protocol::register(m)?;
+    literal_addrinfo::register(m)?;
     Ok(())
 }

@@ -1,9 +1,15 @@
 """Address resolution: ``getaddrinfo`` / ``getnameinfo``.
 
 A numeric host (``'127.0.0.1'``, ``'::1'``) needs no resolver, so it is
-answered by ``socket.getaddrinfo`` on the spot — the very same results, no
-thread hop. Anything that may touch DNS or NSS goes to the default executor,
-as asyncio does.
+answered on the spot, with no thread hop. The usual requests (a literal
+address, a numeric port, the families, socket types, protocols and flags
+``create_connection`` / ``create_server`` and client libraries pass) are
+built natively (``literal_addrinfo.rs``) without libc's ``getaddrinfo``,
+which costs 13-27 us even for a literal; other numeric ones are given to
+``socket.getaddrinfo`` on the spot. Either way the result is exactly
+``socket.getaddrinfo``'s (tests/test_resolver.py compares them over a
+matrix of inputs). Anything that may touch DNS or NSS goes to the default
+executor, as asyncio does.
 """
 
 import socket
@@ -12,6 +18,8 @@ import socket
 # asyncio's module: its logger is looked up per call (code and tests may
 # replace it), and its `_ipaddr_info` decides what needs no lookup.
 from asyncio import base_events as _base_events
+
+from ._ferroloop import literal_addrinfo as _literal_addrinfo
 
 _NUMERIC_PORT_TYPES = (int, type(None))
 
@@ -53,8 +61,12 @@ class ResolverMixin:
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
         # asyncio's run_in_executor looks at the loop first.
         self._check_closed()
-        if not self.get_debug() and is_numeric(host, port):
-            return socket.getaddrinfo(host, port, family, type, proto, flags)
+        if not self.get_debug():
+            infos = _literal_addrinfo(host, port, family, type, proto, flags)
+            if infos is not None:
+                return infos
+            if is_numeric(host, port):
+                return socket.getaddrinfo(host, port, family, type, proto, flags)
         func = self._getaddrinfo_debug if self.get_debug() else socket.getaddrinfo
         return await self.run_in_executor(None, func, host, port, family, type, proto, flags)
 
@@ -90,6 +102,12 @@ class ResolverMixin:
     async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM,
                                proto=0, flags=0):
         host, port = address[:2]
+        if len(address) == 2:
+            # A literal host and a valid port, natively: the answer asyncio's
+            # _ipaddr_info or its getaddrinfo would give.
+            infos = _literal_addrinfo(host, port, family, type, proto, flags)
+            if infos is not None:
+                return infos
         # asyncio's own test for an address that needs no lookup: the same
         # addresses skip the resolver, with the same errors for bad ones.
         info = _base_events._ipaddr_info(host, port, family, type, proto, *address[2:])
