@@ -186,9 +186,9 @@ def test_transport_call_sequences_match_asyncio(program):
     assert_same(program, stdlib, ours)
 
 
-# asyncio 3.12+ fails inside itself on writelines() after the connection is
-# lost, where ferroloop drops the data as write() does (test_bad_input.py
-# lists it).
+# asyncio 3.12 and 3.13 fail inside themselves on writelines() after the
+# connection is lost, where ferroloop drops the data as write() does
+# (test_bad_input.py lists it).
 _ASYNCIO_INTERNAL = ['writelines', 'TypeError', "'NoneType' object is not callable"]
 
 

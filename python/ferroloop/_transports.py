@@ -11,12 +11,26 @@ here.
 import sys
 import warnings
 
-from asyncio import constants, transports
+from asyncio import constants, selector_events, transports
 
 from ._ferroloop import init_socket_transport
 from ._core_transport import CoreTransport, CoreWriteFlow, core_methods
 
 _WRITELINES_CHECKS = sys.version_info >= (3, 12)
+
+# asyncio's words and steps changed within release series, so they are read
+# from its own code. How its write() starts the TypeError for data that is no
+# bytes-like object (the core adds the type's name):
+_STDLIB = selector_events._SelectorSocketTransport
+WRITE_TYPE_PREFIX = next(
+    (c for c in _STDLIB.write.__code__.co_consts
+     if isinstance(c, str) and c.startswith('data argument must be')),
+    'data argument must be a bytes-like object, not ')
+# Whether its writelines() drops the data of a lost connection unseen and
+# skips empty items (3.14).
+_WRITELINES_LOST_FIRST = '_conn_lost' in _STDLIB.writelines.__code__.co_names
+# One byte for write() to count and drop as written to a lost connection.
+_DROPPED = b'\0'
 
 
 # The hot methods are the core's own (see the module docstring).
@@ -76,6 +90,13 @@ class SocketTransport(CoreTransport, CoreWriteFlow, transports.Transport):
             raise RuntimeError('unable to writelines; sendfile is in progress')
         if not list_of_data:
             return
+        if _WRITELINES_LOST_FIRST:
+            if self._core._conn_lost:
+                # write() counts it and warns past asyncio's threshold, as
+                # asyncio's writelines() does here.
+                self.write(_DROPPED)
+                return
+            list_of_data = [item for item in list_of_data if item]
         try:
             data = b''.join(list_of_data)
         except TypeError:
