@@ -27,8 +27,8 @@ use std::time::Duration;
 /// asyncio never sleeps longer than a day in one poll.
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 
-static FUTURE_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static TASK_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static FUTURES_MODULE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+static TASKS_MODULE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static DEBUG_HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// `time.monotonic()`, computed the way CPython computes it.
@@ -43,6 +43,26 @@ fn clock_resolution() -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// `module.name`, read from the module's namespace at each call, so a
+/// replaced attribute is seen as asyncio's own `tasks.Task` lookups see it.
+fn module_attr<'py>(py: Python<'py>, cell: &PyOnceLock<Py<PyDict>>, module: &str, name: &Bound<'py, pyo3::types::PyString>) -> PyResult<Bound<'py, PyAny>> {
+    let namespace = cell.get_or_try_init(py, || py.import(module)?.dict().cast_into::<PyDict>().map(Bound::unbind).map_err(PyErr::from))?;
+    namespace
+        .bind(py)
+        .get_item(name)?
+        .ok_or_else(|| pyo3::exceptions::PyAttributeError::new_err(format!("module '{module}' has no attribute '{name}'")))
+}
+
+/// How CPython names a callable in its argument errors (`_PyObject_FunctionStr`).
+fn function_str(f: &Bound<'_, PyAny>) -> PyResult<String> {
+    let py = f.py();
+    let qualname = f.getattr(pyo3::intern!(py, "__qualname__"))?;
+    match f.getattr(pyo3::intern!(py, "__module__")) {
+        Ok(m) if !m.is_none() && m.to_string() != "builtins" => Ok(format!("{m}.{qualname}")),
+        _ => Ok(qualname.to_string()),
+    }
 }
 
 fn thread_ident() -> u64 {
@@ -158,8 +178,8 @@ impl LoopCore {
         self.spare.with(py, |s| s.push(h));
     }
 
-    /// `create_task(coro, *, name=None, context=None)`, called by the
-    /// vectorcall entry point below.
+    /// `create_task(coro, *, name=None, context=None)` before Python 3.14,
+    /// called by the vectorcall entry point below.
     fn create_task(slf: &Bound<'_, Self>, coro: Bound<'_, PyAny>, name: Option<Bound<'_, PyAny>>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let this = slf.get();
@@ -168,7 +188,6 @@ impl LoopCore {
             return Ok(slf.call_method1("_create_task_from_factory", (factory, coro, name, context))?.unbind());
         }
         let kwargs = PyDict::new(py);
-        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
         // Passed only when given: Python 3.9 and 3.10 tasks take no context.
         if let Some(name) = name.filter(|n| !n.is_none()) {
             kwargs.set_item(pyo3::intern!(py, "name"), name)?;
@@ -176,15 +195,36 @@ impl LoopCore {
         if let Some(context) = context.filter(|c| !c.is_none()) {
             kwargs.set_item(pyo3::intern!(py, "context"), context)?;
         }
-        let task = TASK_TYPE.import(py, "asyncio.tasks", "Task")?.call((coro,), Some(&kwargs))?;
-        if this.debug.get(py) {
-            // Drop the frame of this call from where the task says it was created.
-            let tb = task.getattr(pyo3::intern!(py, "_source_traceback"))?;
-            if tb.is_truthy()? {
-                tb.del_item(-1)?;
-            }
+        Self::new_task(slf, coro, kwargs)
+    }
+
+    /// `create_task(coro, **kwargs)` from Python 3.14 on: every keyword
+    /// (`name`, `context`, `eager_start`, or the factory's own) goes to the
+    /// task factory or to `Task` unchanged.
+    fn create_task_passing_keywords(slf: &Bound<'_, Self>, coro: Bound<'_, PyAny>, kwargs: Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        if let Some(factory) = this.task_factory.with(py, |f| f.as_ref().map(|f| f.clone_ref(py))) {
+            return Ok(factory.bind(py).call((slf, coro), Some(&kwargs))?.unbind());
         }
-        Ok(task.unbind())
+        Self::new_task(slf, coro, kwargs)
+    }
+
+    /// `tasks.Task(coro, loop=self, **kwargs)`, with `Task` looked up at each
+    /// call as asyncio does (tests and tools swap in the pure-Python task).
+    fn new_task(slf: &Bound<'_, Self>, coro: Bound<'_, PyAny>, kwargs: Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let task_type = module_attr(py, &TASKS_MODULE, "asyncio.tasks", pyo3::intern!(py, "Task"))?;
+        let loop_key = pyo3::intern!(py, "loop");
+        if kwargs.contains(loop_key)? {
+            return Err(PyTypeError::new_err(format!("{}() got multiple values for keyword argument 'loop'", function_str(&task_type)?)));
+        }
+        kwargs.set_item(loop_key, slf)?;
+        // In debug mode the task's `_source_traceback` ends at the caller's
+        // frame: this call has none of its own to drop (asyncio's Python
+        // create_task drops its own frame).
+        Ok(task_type.call((coro,), Some(&kwargs))?.unbind())
     }
 
     /// A scheduled timer was cancelled (asyncio's `_timer_handle_cancelled`).
@@ -551,7 +591,7 @@ impl LoopCore {
         if this.debug.get(py) {
             this.debug_checks(py, &callback, "call_soon_threadsafe", false)?;
         }
-        let h = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
+        let h = Handle::new_thread_safe(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
         Handle::untrack_queued(&h);
         this.ready.with(py, |r| r.push_back(h.clone_ref(py)));
         if this.polling.load(Ordering::SeqCst) {
@@ -586,7 +626,7 @@ impl LoopCore {
 
     pub fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let fut = FUTURE_TYPE.import(py, "asyncio", "Future")?;
+        let fut = module_attr(py, &FUTURES_MODULE, "asyncio.futures", pyo3::intern!(py, "Future"))?;
         let kwargs = PyDict::new(py);
         kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
         Ok(fut.call((), Some(&kwargs))?.unbind())
@@ -770,7 +810,7 @@ impl LoopCore {
     }
 }
 
-/// `create_task(coro, *, name=None, context=None)`.
+/// `create_task(coro, *, name=None, context=None)`, before Python 3.14.
 pub struct CreateTask;
 
 impl FastcallMethod for CreateTask {
@@ -783,6 +823,37 @@ impl FastcallMethod for CreateTask {
         let [coro, name, context] = args.bind(py, "create_task", ["coro", "name", "context"], 1)?;
         let coro = coro.ok_or_else(|| fastcall::missing("create_task", "coro"))?;
         LoopCore::create_task(&slf, coro, name, context)
+    }
+}
+
+/// `create_task(coro, **kwargs)`, from Python 3.14 on.
+pub struct CreateTaskPassingKeywords;
+
+impl FastcallMethod for CreateTaskPassingKeywords {
+    type Class = LoopCore;
+    type Output = PyAny;
+    const NAME: &'static CStr = c"create_task";
+    const DOC: &'static CStr = c"create_task($self, coro, **kwargs)\n--\n\nSchedule or begin executing a coroutine object.\n\nReturn a task object.";
+
+    unsafe fn call(py: Python<'_>, slf: Bound<'_, LoopCore>, args: FastcallArgs<'_>) -> PyResult<Py<PyAny>> {
+        let kwargs = args.keywords_dict(py)?;
+        let key = pyo3::intern!(py, "coro");
+        let coro = match args.positional {
+            [_] if kwargs.contains(key)? => {
+                return Err(PyTypeError::new_err("create_task() got multiple values for argument 'coro'"));
+            }
+            // SAFETY: a live, borrowed argument of this call.
+            [coro] => unsafe { Bound::from_borrowed_ptr(py, *coro) },
+            [] => {
+                let coro = kwargs.get_item(key)?.ok_or_else(|| fastcall::missing("create_task", "coro"))?;
+                kwargs.del_item(key)?;
+                coro
+            }
+            more => {
+                return Err(PyTypeError::new_err(format!("create_task() takes 2 positional arguments but {} were given", more.len() + 1)));
+            }
+        };
+        LoopCore::create_task_passing_keywords(&slf, coro, kwargs)
     }
 }
 

@@ -416,11 +416,7 @@ impl TLSProtocolCore {
             return Self::abort(slf, py.None().into_bound(py));
         }
         this.set_phase(py, Phase::Flushing)?;
-        let handle = this.loop_.bind(py).call_method1(
-            intern!(py, "call_later"),
-            (this.shutdown_timeout.bind(py), slf.getattr(intern!(py, "_check_shutdown_timeout"))?),
-        )?;
-        drop(this.st.with(py, |s| s.obj.shutdown_timeout_handle.replace(handle.unbind())));
+        Self::start_shutdown_timeout(slf)?;
         Self::do_flush(slf)
     }
 
@@ -456,14 +452,32 @@ impl TLSProtocolCore {
     fn on_shutdown_complete(slf: &Bound<'_, Self>, exc: Option<PyErr>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        this.cancel_timeouts(py, false, true)?;
-        match exc {
-            Some(e) => Self::fatal_error(slf, e.value(py).as_any(), "Fatal error on transport"),
-            None => match obj!(this, py, transport) {
-                Some(t) => this.call_soon(py, t.bind(py).getattr(intern!(py, "close"))?, None),
-                None => Ok(()),
-            },
+        if let Some(e) = exc {
+            this.cancel_timeouts(py, false, true)?;
+            return Self::fatal_error(slf, e.value(py).as_any(), "Fatal error on transport");
         }
+        // The transport's close() first flushes its write buffer, which a
+        // peer that does not read can hold up forever: the shutdown timeout
+        // stays (or starts, when the peer began the shutdown) until
+        // connection_lost, as in asyncio from 3.14 on.
+        if this.st.with(py, |s| s.obj.shutdown_timeout_handle.is_none()) {
+            Self::start_shutdown_timeout(slf)?;
+        }
+        match obj!(this, py, transport) {
+            Some(t) => this.call_soon(py, t.bind(py).getattr(intern!(py, "close"))?, None),
+            None => Ok(()),
+        }
+    }
+
+    fn start_shutdown_timeout(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let handle = this.loop_.bind(py).call_method1(
+            intern!(py, "call_later"),
+            (this.shutdown_timeout.bind(py), slf.getattr(intern!(py, "_check_shutdown_timeout"))?),
+        )?;
+        drop(this.st.with(py, |s| s.obj.shutdown_timeout_handle.replace(handle.unbind())));
+        Ok(())
     }
 
     fn abort(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
@@ -1113,6 +1127,15 @@ impl TLSProtocolCore {
         Self::fatal_error(slf, &exc, "Fatal error on transport")
     }
 
+    /// Whether the transport underneath is closing (the application's
+    /// transport says it is closing then too, from Python 3.14 on).
+    fn _is_transport_closing(&self, py: Python<'_>) -> PyResult<bool> {
+        match obj!(self, py, transport) {
+            Some(t) => t.bind(py).call_method0(intern!(py, "is_closing"))?.is_truthy(),
+            None => Ok(false),
+        }
+    }
+
     fn _check_shutdown_timeout(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -1184,6 +1207,13 @@ impl TLSProtocolCore {
     #[getter]
     fn _sslobj(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         obj!(self, py, sslobj)
+    }
+
+    /// The incoming `MemoryBIO`, which `start_tls` fills with what a
+    /// stream reader had already received.
+    #[getter]
+    fn _incoming(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        obj!(self, py, incoming)
     }
 
     #[getter]

@@ -21,6 +21,7 @@ from asyncio import coroutines, events, futures, tasks
 from asyncio import base_events as _logging_module
 
 from ._ferroloop import LoopCore
+from . import _usage_report
 from ._resolver import ResolverMixin
 from ._signals import SignalMixin
 from ._sock import SockMixin
@@ -82,6 +83,8 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
     def run_forever(self):
         self._check_closed()
         self._check_running()
+        if _usage_report.PATH is not None:
+            _usage_report.record(self)   # under `python -m ferroloop run`: ferroloop was used
         self._set_coroutine_origin_tracking(self.get_debug())
         old_agen_hooks = sys.get_asyncgen_hooks()
         try:
@@ -332,7 +335,11 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
                              exc_info=True)
             return
         try:
-            self._exception_handler(self, context)
+            ctx = _handler_context(context)
+            if ctx is None:
+                self._exception_handler(self, context)
+            else:
+                ctx.run(self._exception_handler, self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -349,3 +356,18 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
                              'while handling an unexpected error '
                              'in custom exception handler',
                              exc_info=True)
+
+
+def _handler_context(context):
+    """The contextvars context a custom exception handler runs in, from
+    Python 3.12 on: that of the task, future or handle that failed."""
+    if sys.version_info < (3, 12):
+        return None
+    thing = context.get("task")
+    if thing is None:
+        # A Task is a Future, and sometimes sits under 'future'.
+        thing = context.get("future")
+    if thing is None:
+        thing = context.get("handle")
+    ctx = thing.get_context() if hasattr(thing, "get_context") else None
+    return ctx if hasattr(ctx, "run") else None

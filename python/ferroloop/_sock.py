@@ -57,6 +57,10 @@ def _attempt(fut, op, args):
         fut.set_exception(exc)
     else:
         fut.set_result(result)
+    finally:
+        # The exception's traceback holds this frame: without this, the
+        # future and its exception would form a cycle.
+        fut = None
 
 
 class _SendAll:
@@ -264,11 +268,21 @@ class SockMixin:
                 self._check_closed()
             return total
         finally:
+            # The file's position ends after what was sent; from 3.14 on
+            # asyncio moves it there even when nothing was sent. A file that
+            # cannot seek (a pipe os.sendfile refused) stays as it is.
             if total > 0:
                 os.lseek(fileno, offset + total, os.SEEK_SET)
+            elif _PY314:
+                try:
+                    os.lseek(fileno, offset, os.SEEK_SET)
+                except OSError:
+                    pass
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
-        if offset:
+        # From 3.14 on offset 0 too: reading starts at the offset, not where
+        # the file was left.
+        if offset or (_PY314 and hasattr(file, 'seek')):
             file.seek(offset)
         limit = constants.SENDFILE_FALLBACK_READBUFFER_SIZE
         blocksize = min(count, limit) if count else limit
@@ -290,6 +304,9 @@ class SockMixin:
         finally:
             if total > 0 and hasattr(file, 'seek'):
                 file.seek(offset + total)
+
+
+_PY314 = sys.version_info >= (3, 14)
 
 
 def _noop():
