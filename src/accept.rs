@@ -139,7 +139,7 @@ impl Acceptor {
                     &protocol,
                     &sslcontext,
                     None,
-                    Some(server_side.as_any()),
+                    server_side.as_any(),
                     None,
                     true,
                     Some(&handshake_timeout),

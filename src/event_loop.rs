@@ -11,11 +11,11 @@ use crate::os_error;
 use crate::poller::{self, Events, Poller, READABLE, WRITABLE};
 use crate::timer_heap::TimerHeap;
 use crate::waker::Waker;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyInt, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyInt, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 use std::collections::VecDeque;
 use std::ffi::CStr;
@@ -74,13 +74,15 @@ fn closed_error() -> PyErr {
 }
 
 /// selectors' `_fileobj_to_fd`: an int, or an object with `fileno()`.
-pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
-    let fd: i64 = if obj.is_instance_of::<PyInt>() {
-        obj.extract()?
+/// `None` for a non-negative number past a C int, which no fd can be: the
+/// selector finds no key for it, and epoll refuses to register it.
+pub fn fd_arg(obj: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
+    let py = obj.py();
+    let as_int = if obj.is_instance_of::<PyInt>() {
+        obj.clone()
     } else {
         let invalid = || PyValueError::new_err(format!("Invalid file object: {}", obj.repr().map(|r| r.to_string()).unwrap_or_default()));
         let fileno = obj.call_method0("fileno").map_err(|e| {
-            let py = obj.py();
             if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py)
                 || e.is_instance_of::<PyTypeError>(py)
                 || e.is_instance_of::<PyValueError>(py)
@@ -90,13 +92,17 @@ pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
                 e
             }
         })?;
-        let as_int = obj.py().get_type::<PyInt>().call1((fileno,)).map_err(|_| invalid())?;
-        as_int.extract()?
+        py.get_type::<PyInt>().call1((fileno,)).map_err(|_| invalid())?
     };
-    if fd < 0 {
-        return Err(PyValueError::new_err(format!("Invalid file descriptor: {}", fd)));
+    if as_int.lt(0)? {
+        return Err(PyValueError::new_err(format!("Invalid file descriptor: {}", as_int.str()?)));
     }
-    RawFd::try_from(fd).map_err(|_| os_error::from_errno(obj.py(), libc::EBADF))
+    Ok(as_int.extract::<RawFd>().ok())
+}
+
+/// `fd_arg` for an fd about to be registered: too large is epoll's OverflowError.
+pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    fd_arg(obj)?.ok_or_else(|| PyOverflowError::new_err("Python int too large to convert to C int"))
 }
 
 /// What one fd is watched for: asyncio's (reader, writer) selector key data.
@@ -281,9 +287,25 @@ impl LoopCore {
         Ok(h)
     }
 
-    fn add_watch(slf: &Bound<'_, Self>, fd: RawFd, dir: u8, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
+    /// `call_at` after its None check, in asyncio's order: the loop, the
+    /// debug checks, then the time. asyncio would take a non-number and die
+    /// comparing it in the heap later; it is refused here, with a TypeError.
+    fn call_at_impl(slf: &Bound<'_, Self>, when: &Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
         let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        if this.debug.get(py) {
+            this.debug_checks(py, &callback, "call_at", true)?;
+        }
+        let when: f64 = when.extract()?;
+        Self::schedule_timer(slf, when, callback, args, context)
+    }
+
+    fn add_watch(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, dir: u8, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        // asyncio checks the loop before the selector looks at the fd.
         slf.get().check_closed(py)?;
+        let fd = fileobj_to_fd(fd)?;
         let handle = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), None)?;
         Self::watch(slf, fd, dir, handle.clone_ref(py))?;
         Ok(handle)
@@ -337,10 +359,12 @@ impl LoopCore {
         })
     }
 
-    fn remove_watch(&self, py: Python<'_>, fd: RawFd, dir: u8) -> PyResult<bool> {
+    fn remove_watch(&self, py: Python<'_>, fd: &Bound<'_, PyAny>, dir: u8) -> PyResult<bool> {
         if self.closed.get(py) {
             return Ok(false);
         }
+        // An fd past a C int is registered nowhere.
+        let Some(fd) = fd_arg(fd)? else { return Ok(false) };
         match self.take_watch(py, fd, dir) {
             Some(h) => {
                 Handle::cancel(h.bind(py))?;
@@ -582,29 +606,22 @@ impl LoopCore {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let delay: f64 = delay.extract()?;
-        let this = slf.get();
-        this.check_closed(py)?;
-        if this.debug.get(py) {
-            // asyncio's call_later goes through call_at, whose name the error carries.
-            this.debug_checks(py, &callback, "call_at", true)?;
-        }
-        Self::schedule_timer(slf, monotonic() + delay, callback, args, context)
+        let now = monotonic();
+        // asyncio's `self.time() + delay`: a float delay adds here, anything
+        // else through Python's `+`, with its errors.
+        let when = match delay.cast::<PyFloat>() {
+            Ok(f) => PyFloat::new(py, now + f.value()).into_any(),
+            Err(_) => PyFloat::new(py, now).add(&delay)?,
+        };
+        Self::call_at_impl(slf, &when, callback, args, context)
     }
 
     #[pyo3(signature = (when, callback, *args, context=None))]
     fn call_at(slf: &Bound<'_, Self>, when: Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
-        let py = slf.py();
         if when.is_none() {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
-        let when: f64 = when.extract()?;
-        let this = slf.get();
-        this.check_closed(py)?;
-        if this.debug.get(py) {
-            this.debug_checks(py, &callback, "call_at", true)?;
-        }
-        Self::schedule_timer(slf, when, callback, args, context)
+        Self::call_at_impl(slf, &when, callback, args, context)
     }
 
     pub fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
@@ -649,8 +666,10 @@ impl LoopCore {
         self.debug.get(py)
     }
 
-    fn set_debug(&self, py: Python<'_>, enabled: bool) {
-        self.debug.set(py, enabled)
+    /// asyncio takes any object here and uses its truth.
+    fn set_debug(&self, py: Python<'_>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.debug.set(py, enabled.is_truthy()?);
+        Ok(())
     }
 
     #[getter(_debug)]
@@ -754,25 +773,26 @@ impl LoopCore {
 
     #[pyo3(signature = (fd, callback, *args))]
     fn _add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
-        Self::add_watch(slf, fileobj_to_fd(fd)?, READABLE, callback, args)
+        Self::add_watch(slf, fd, READABLE, callback, args)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
     fn _add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
-        Self::add_watch(slf, fileobj_to_fd(fd)?, WRITABLE, callback, args)
+        Self::add_watch(slf, fd, WRITABLE, callback, args)
     }
 
     fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.remove_watch(py, fileobj_to_fd(fd)?, READABLE)
+        self.remove_watch(py, fd, READABLE)
     }
 
     fn _remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.remove_watch(py, fileobj_to_fd(fd)?, WRITABLE)
+        self.remove_watch(py, fd, WRITABLE)
     }
 
     /// The (reader, writer) handles watching `fd`, for introspection.
     fn _fd_watchers(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<(Option<Py<Handle>>, Option<Py<Handle>>)> {
-        let fd = fileobj_to_fd(fd)? as usize;
+        let Some(fd) = fd_arg(fd)? else { return Ok((None, None)) };
+        let fd = fd as usize;
         Ok(self.fds.with(py, |fds| {
             fds.get(fd).map_or((None, None), |w| {
                 (w.reader.as_ref().map(|h| h.clone_ref(py)), w.writer.as_ref().map(|h| h.clone_ref(py)))

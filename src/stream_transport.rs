@@ -455,16 +455,9 @@ impl StreamTransportCore {
         let py = slf.py();
         let this = slf.get();
         if !(data.is_instance_of::<PyBytes>() || data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
-            // asyncio's wording changed in 3.14.
-            let expected = if py.version_info() >= (3, 14) {
-                "a bytes, bytearray, or memoryview object"
-            } else {
-                "a bytes-like object"
-            };
-            return Err(PyTypeError::new_err(format!(
-                "data argument must be {expected}, not {}",
-                data.get_type().name()?.repr()?
-            )));
+            // asyncio's words, which depend on the Python (3.14 names the types).
+            let prefix = py.import("ferroloop._transports")?.getattr("WRITE_TYPE_PREFIX")?;
+            return Err(PyTypeError::new_err(format!("{}{}", prefix.str()?, data.get_type().name()?.repr()?)));
         }
         let (eof, sendfile, lost, pending) =
             this.st.with(py, |s| (s.eof, s.empty_waiter.is_some(), s.conn_lost, s.pending()));

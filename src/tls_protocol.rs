@@ -1059,6 +1059,10 @@ impl TLSProtocolCore {
     }
 
     fn _write_appdata(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        // A closed layer drops the data without iterating it, as asyncio's.
+        if matches!(slf.get().phase(slf.py()), Phase::Flushing | Phase::Shutdown | Phase::Unwrapped) {
+            return Self::write_appdata(slf, std::iter::empty());
+        }
         Self::write_appdata(slf, list_of_data.try_iter()?)
     }
 
@@ -1298,7 +1302,7 @@ static CREATE_TRANSPORT_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// with its `SSLTransport`, after asyncio's checks, defaults and errors.
 /// Native because a TLS server builds one per connection.
 #[pyfunction]
-#[pyo3(signature = (loop_, app_protocol, sslcontext, waiter, server_side=None, server_hostname=None,
+#[pyo3(signature = (loop_, app_protocol, sslcontext, waiter, server_side, server_hostname=None,
                     call_connection_made=true, ssl_handshake_timeout=None, ssl_shutdown_timeout=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn new_ssl_protocol<'py>(
@@ -1306,17 +1310,17 @@ pub fn new_ssl_protocol<'py>(
     app_protocol: &Bound<'py, PyAny>,
     sslcontext: &Bound<'py, PyAny>,
     waiter: Option<&Bound<'py, PyAny>>,
-    server_side: Option<&Bound<'py, PyAny>>,
+    server_side: &Bound<'py, PyAny>,
     server_hostname: Option<&Bound<'py, PyAny>>,
     call_connection_made: bool,
     ssl_handshake_timeout: Option<&Bound<'py, PyAny>>,
     ssl_shutdown_timeout: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = loop_.py();
-    let server_side = match server_side {
-        Some(s) => s.is_truthy()?,
-        None => false,
-    };
+    // The object itself goes to `wrap_bio`, which refuses what asyncio's
+    // call of it refuses; everything else wants its truth.
+    let server_side_arg = server_side;
+    let server_side = server_side.is_truthy()?;
     let memory_bio = imported(py, &MEMORY_BIO, "ssl", "MemoryBIO").map_err(|_| PyRuntimeError::new_err("stdlib ssl module not available"))?;
     let handshake_timeout = positive_or_default(py, ssl_handshake_timeout, &DEFAULT_HANDSHAKE_TIMEOUT, "ssl_handshake_timeout", "SSL_HANDSHAKE_TIMEOUT")?;
     let shutdown_timeout = positive_or_default(py, ssl_shutdown_timeout, &DEFAULT_SHUTDOWN_TIMEOUT, "ssl_shutdown_timeout", "SSL_SHUTDOWN_TIMEOUT")?;
@@ -1332,7 +1336,7 @@ pub fn new_ssl_protocol<'py>(
         Some(h) if !server_side && h.is_truthy()? => Some(h),
         _ => None,
     };
-    let sslobj = wrap_bio(&sslcontext, &incoming, &outgoing, server_side, hostname)?;
+    let sslobj = wrap_bio(&sslcontext, &incoming, &outgoing, server_side_arg, hostname)?;
     let protocol = imported(py, &SSL_PROTOCOL, "ferroloop._tls", "SSLProtocol")?.call1((
         loop_,
         app_protocol,
@@ -1382,15 +1386,20 @@ fn wrap_bio<'py>(
     ctx: &Bound<'py, PyAny>,
     incoming: &Bound<'py, PyAny>,
     outgoing: &Bound<'py, PyAny>,
-    server_side: bool,
+    server_side: &Bound<'py, PyAny>,
     hostname: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = ctx.py();
     let ssl_object = imported(py, &SSL_OBJECT, "ssl", "SSLObject")?;
     let cls = ctx.get_type();
+    // `wrap_bio` first: an object that is no context fails on it, as in asyncio.
     let stock = hostname.is_none()
-        && cls.getattr(intern!(py, "sslobject_class"))?.is(ssl_object)
-        && cls.getattr(intern!(py, "wrap_bio"))?.is(imported(py, &SSL_CONTEXT, "ssl", "SSLContext")?.getattr(intern!(py, "wrap_bio"))?);
+        && cls.getattr(intern!(py, "wrap_bio")).is_ok_and(|w| {
+            imported(py, &SSL_CONTEXT, "ssl", "SSLContext")
+                .and_then(|c| c.getattr(intern!(py, "wrap_bio")))
+                .is_ok_and(|stock| w.is(&stock))
+        })
+        && cls.getattr(intern!(py, "sslobject_class"))?.is(ssl_object);
     let kwargs = PyDict::new(py);
     if !stock {
         kwargs.set_item(intern!(py, "server_side"), server_side)?;

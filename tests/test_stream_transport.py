@@ -8,7 +8,6 @@ the protocol saw and what reached the peer.
 import asyncio
 import gc
 import socket
-import sys
 import warnings
 
 import pytest
@@ -239,10 +238,8 @@ def test_bad_write_buffer_limits_are_refused(loop, pair):
 def test_write_errors_and_messages(loop, pair):
     a, b = pair
     tr = make(loop, a, Recorder(loop))
-    # asyncio's wording, which 3.14 changed.
-    expected = ('a bytes, bytearray, or memoryview object' if sys.version_info >= (3, 14)
-                else 'a bytes-like object')
-    with pytest.raises(TypeError, match=f"^data argument must be {expected}, not 'str'$"):
+    # asyncio's words, which 3.14 changed ("a bytes, bytearray, or memoryview object").
+    with pytest.raises(TypeError, match=r"data argument must be a .*object, not 'str'"):
         tr.write('text')
     tr.write_eof()
     assert b.recv(10) == b''

@@ -518,7 +518,7 @@ def test_tls_layer_over_a_foreign_transport_uses_get_buffer(server_ctx, client_c
         waiter = loop.create_future()
         client_app = Recorder()
         server = tls.new_ssl_protocol(loop, Echo(), server_ctx, None, server_side=True)
-        client = tls.new_ssl_protocol(loop, client_app, client_ctx, waiter,
+        client = tls.new_ssl_protocol(loop, client_app, client_ctx, waiter, server_side=False,
                                       server_hostname='localhost')
         a, b = _MemoryTransport(loop), _MemoryTransport(loop)
         a.peer, b.peer, a.protocol, b.protocol = b, a, client, server

@@ -22,6 +22,9 @@ except ImportError:  # pragma: no cover - Python built without ssl
     ssl = None
 
 _RETRY = (BlockingIOError, InterruptedError)
+# asyncio 3.13+ caps each os.sendfile at this (a larger count is no error);
+# before, a count past ssize_t is os.sendfile's OverflowError.
+_SENDFILE_MAX = sys.maxsize // 2 + 1 if sys.version_info >= (3, 13) else sys.maxsize * 2
 # Exactly this class gets the native fast path; a subclass may override
 # recv/send, so it goes through its own methods.
 _SOCKET = socket.socket
@@ -128,7 +131,8 @@ class SockMixin:
             result = sock_recv_start(self, fd, n)
             if result.__class__ is bytes:
                 return result
-            return await self._sock_native_wait(fd, result, False)
+            if result is not None:
+                return await self._sock_native_wait(fd, result, False)
         try:
             return sock.recv(n)
         except _RETRY:
@@ -201,10 +205,11 @@ class SockMixin:
 
     async def sock_accept(self, sock):
         self._check_sock(sock)
+        fd = sock.fileno()  # first, as asyncio does: a non-socket fails here
         try:
             conn, address = sock.accept()
         except _RETRY:
-            conn, address = await self._sock_wait(sock.fileno(), False, _Method(sock, 'accept'))
+            conn, address = await self._sock_wait(fd, False, _Method(sock, 'accept'))
         conn.setblocking(False)
         return conn, address
 
@@ -242,7 +247,7 @@ class SockMixin:
                 if count:
                     blocksize = count - total
                 try:
-                    sent = os.sendfile(fd, fileno, offset + total, blocksize)
+                    sent = os.sendfile(fd, fileno, offset + total, min(blocksize, _SENDFILE_MAX))
                 except _RETRY:
                     await self._sock_wait(fd, True, _noop)
                     continue
@@ -258,6 +263,9 @@ class SockMixin:
                 if sent == 0:
                     break
                 total += sent
+                # asyncio sends each next block from a writer callback, so a
+                # closed loop stops it after the first.
+                self._check_closed()
             return total
         finally:
             # The file's position ends after what was sent; from 3.14 on

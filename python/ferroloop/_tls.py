@@ -13,6 +13,7 @@ import warnings
 
 from asyncio import constants, protocols, streams, transports
 
+from ._core_transport import watermarks
 from ._ferroloop import TLSProtocolCore, new_ssl_protocol
 
 try:
@@ -86,7 +87,7 @@ class SSLTransport(transports._FlowControlMixin, transports.Transport):
         self._ssl_protocol._resume_reading()
 
     def set_write_buffer_limits(self, high=None, low=None):
-        self._ssl_protocol._set_write_buffer_limits(high, low)
+        self._ssl_protocol._set_write_buffer_limits(*watermarks(high, low))
         self._ssl_protocol._control_app_writing()
 
     def get_write_buffer_limits(self):
@@ -97,7 +98,7 @@ class SSLTransport(transports._FlowControlMixin, transports.Transport):
         return self._ssl_protocol._get_write_buffer_size()
 
     def set_read_buffer_limits(self, high=None, low=None):
-        self._ssl_protocol._set_read_buffer_limits(high, low)
+        self._ssl_protocol._set_read_buffer_limits(*watermarks(high, low))
         self._ssl_protocol._control_ssl_reading()
 
     def get_read_buffer_limits(self):
