@@ -20,7 +20,7 @@
 
 use crate::datagram_transport::{make_address, SockAddr};
 use crate::event_loop::{fileobj_to_fd, LoopCore};
-use crate::handle::{is_fatal, Handle, NativeCallback};
+use crate::handle::{in_context, is_fatal, Handle, NativeCallback};
 use crate::os_error;
 use crate::poller::READABLE;
 use crate::sock_io::errno;
@@ -191,17 +191,8 @@ impl Acceptor {
             budget -= 1;
             let sock = self.wrap(py, conn)?;
             // SAFETY: a new reference or NULL with an exception set.
-            let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? };
-            // SAFETY: `context` is a Context; entered and left here.
-            if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
-                return Err(PyErr::fetch(py));
-            }
-            let made = self.connection(py, &sock, addr);
-            // SAFETY: leaves the context entered above.
-            if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
-                return Err(PyErr::fetch(py));
-            }
-            made?;
+            let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind();
+            in_context(py, &context, || self.connection(py, &sock, addr))?;
             if self.tcp {
                 match queued(self.fd) {
                     Some(0) => return Ok(()),
@@ -256,7 +247,9 @@ fn start_accepting(
         backlog: backlog.clamp(1, i64::from(i32::MAX)) as usize,
         tcp: matches!(family, libc::AF_INET | libc::AF_INET6) && type_ & 0xf == libc::SOCK_STREAM,
     };
-    let handle = Handle::new_native(py, loop_.clone().unbind(), Py::new(py, acceptor)?)?;
+    // Runs in a copy of the context where the server starts serving, so each
+    // connection's copy (below) holds what the caller of create_server set.
+    let handle = Handle::new_native_in_context(py, loop_.clone().unbind(), Py::new(py, acceptor)?)?;
     LoopCore::watch(loop_, fd, READABLE, handle)
 }
 

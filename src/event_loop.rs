@@ -84,6 +84,10 @@ pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
 struct FdWatch {
     reader: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
+    /// The object `add_reader` / `add_writer` was given, when not an int:
+    /// asyncio's selector key keeps it, so that `remove_reader(sock)` still
+    /// finds the registration after `sock` was closed (its fileno is -1).
+    fileobj: Option<Py<PyAny>>,
 }
 
 impl FdWatch {
@@ -127,6 +131,10 @@ pub struct LoopCore {
     /// no reference to the loop, and closing the loop frees them.
     spare: GilCell<Vec<Py<Handle>>>,
     clock_resolution: f64,
+    /// True while `time` is not the native clock (overridden by a subclass or
+    /// patched on the instance, as tests do to drive time): the scheduler
+    /// then asks `self.time()`, as asyncio's does, instead of the clock.
+    time_overridden: GilCell<bool>,
 }
 
 /// At most this many spare handles per loop (about 4 MiB): enough for a
@@ -138,6 +146,16 @@ impl LoopCore {
     #[inline]
     pub fn debug(&self, py: Python<'_>) -> bool {
         self.debug.get(py)
+    }
+
+    /// The loop's idea of now: the monotonic clock, or `self.time()` when
+    /// that is overridden.
+    fn now(slf: &Bound<'_, Self>) -> PyResult<f64> {
+        if slf.get().time_overridden.get(slf.py()) {
+            slf.call_method0(pyo3::intern!(slf.py(), "time"))?.extract()
+        } else {
+            Ok(monotonic())
+        }
     }
 
     pub fn take_spare(&self, py: Python<'_>) -> Option<Py<Handle>> {
@@ -230,9 +248,9 @@ impl LoopCore {
         Ok(h)
     }
 
-    fn schedule_timer(slf: &Bound<'_, Self>, when: f64, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
+    fn schedule_timer(slf: &Bound<'_, Self>, when: f64, when_given: Option<Py<PyAny>>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let h = Handle::new_timer(py, slf.clone().unbind(), when, callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
+        let h = Handle::new_timer(py, slf.clone().unbind(), when, when_given, callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
         let this = slf.get();
         // Untracked while the heap holds it, as queued handles are.
         Handle::untrack_queued(&h);
@@ -283,8 +301,10 @@ impl LoopCore {
 
     /// Takes `dir`'s handle off `fd`, returning it (not yet cancelled).
     pub fn take_watch(&self, py: Python<'_>, fd: RawFd, dir: u8) -> Option<Py<Handle>> {
-        self.fds.with(py, |fds| {
-            let w = fds.get_mut(fd as usize)?;
+        // The file object is dropped after the cell is let go: its
+        // finalizer may run Python code that watches fds.
+        let (old, _fileobj) = self.fds.with(py, |fds| {
+            let Some(w) = fds.get_mut(fd as usize) else { return (None, None) };
             let before = w.interest();
             let old = w.slot(dir).take();
             let interest = w.interest();
@@ -293,7 +313,35 @@ impl LoopCore {
             if before != 0 && interest == 0 {
                 self.watched.set(py, self.watched.get(py) - 1);
             }
-            old
+            (old, if interest == 0 { w.fileobj.take() } else { None })
+        });
+        old
+    }
+
+    /// `add_reader` / `add_writer`: watches the fd of `fileobj` and, for an
+    /// object other than an int, remembers the object with the watch.
+    fn watch_fileobj(slf: &Bound<'_, Self>, fileobj: &Bound<'_, PyAny>, dir: u8, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let fd = fileobj_to_fd(fileobj)?;
+        let handle = Self::add_watch(slf, fd, dir, callback, args)?;
+        if !fileobj.is_instance_of::<PyInt>() {
+            let old = slf.get().fds.with(py, |fds| fds[fd as usize].fileobj.replace(fileobj.clone().unbind()));
+            drop(old);
+        }
+        Ok(handle)
+    }
+
+    /// The fd `fileobj` stands for in a removal: its `fileno()`, or, once it
+    /// is closed, the fd it was watched under (selectors' exhaustive search).
+    fn watched_fd(&self, py: Python<'_>, fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+        fileobj_to_fd(fileobj).or_else(|e| {
+            let found = self.fds.with(py, |fds| {
+                fds.iter().position(|w| w.fileobj.as_ref().is_some_and(|o| o.is(fileobj)))
+            });
+            match found {
+                Some(fd) if e.is_instance_of::<PyValueError>(py) => Ok(fd as RawFd),
+                _ => Err(e),
+            }
         })
     }
 
@@ -350,13 +398,14 @@ impl LoopCore {
         // deciding whether the poll may sleep (it may schedule callbacks).
         py.check_signals()?;
         let busy = this.stopping.get(py) || this.ready.with(py, |r| !r.is_empty());
+        let next_timer = if busy { None } else { this.timers.with(py, |t| t.peek_when()) };
         let timeout = if busy {
             Some(Duration::ZERO)
+        } else if let Some(when) = next_timer {
+            let t = (when - Self::now(slf)?).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+            Some(Duration::from_secs_f64(if t.is_nan() { 0.0 } else { t }))
         } else {
-            this.timers.with(py, |t| t.peek_when()).map(|when| {
-                let t = (when - monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
-                Duration::from_secs_f64(if t.is_nan() { 0.0 } else { t })
-            })
+            None
         };
 
         let (epfd, waker_fd) = match (
@@ -409,18 +458,17 @@ impl LoopCore {
             slf.call_method1("_handle_signal", (sig,))?;
         }
 
-        this.timers.with(py, |t| {
-            if t.is_empty() {
-                return;
-            }
-            let end = monotonic() + this.clock_resolution;
-            this.ready.with(py, |r| {
-                while let Some(h) = t.pop_due(end) {
-                    h.get().set_scheduled(py, false);
-                    r.push_back(h);
-                }
-            })
-        });
+        if !this.timers.with(py, |t| t.is_empty()) {
+            let end = Self::now(slf)? + this.clock_resolution;
+            this.timers.with(py, |t| {
+                this.ready.with(py, |r| {
+                    while let Some(h) = t.pop_due(end) {
+                        h.get().set_scheduled(py, false);
+                        r.push_back(h);
+                    }
+                })
+            });
+        }
 
         let ntodo = this.ready.with(py, |r| r.len());
         for _ in 0..ntodo {
@@ -466,6 +514,7 @@ impl LoopCore {
             for w in self.fds.peek_for_gc() {
                 visit.call(&w.reader)?;
                 visit.call(&w.writer)?;
+                visit.call(&w.fileobj)?;
             }
             visit.call(self.task_factory.peek_for_gc())?;
             visit.call(self.current_handle.peek_for_gc())?;
@@ -512,6 +561,7 @@ impl LoopCore {
             watched: GilCell::new(0),
             spare: GilCell::new(Vec::new()),
             clock_resolution: clock_resolution(),
+            time_overridden: GilCell::new(false),
         })
     }
 
@@ -542,14 +592,21 @@ impl LoopCore {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let delay: f64 = delay.extract()?;
         let this = slf.get();
+        // asyncio's call_at(self.time() + delay): with `time` overridden, the
+        // sum keeps its own type for `when()`.
+        let (when, given) = if this.time_overridden.get(py) {
+            let when = slf.call_method0(pyo3::intern!(py, "time"))?.add(&delay)?;
+            (when.extract()?, Some(when.unbind()))
+        } else {
+            (monotonic() + delay.extract::<f64>()?, None)
+        };
         this.check_closed(py)?;
         if this.debug.get(py) {
             // asyncio's call_later goes through call_at, whose name the error carries.
             this.debug_checks(py, &callback, "call_at", true)?;
         }
-        Self::schedule_timer(slf, monotonic() + delay, callback, args, context)
+        Self::schedule_timer(slf, when, given, callback, args, context)
     }
 
     #[pyo3(signature = (when, callback, *args, context=None))]
@@ -558,13 +615,14 @@ impl LoopCore {
         if when.is_none() {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
-        let when: f64 = when.extract()?;
+        let when_f: f64 = when.extract()?;
         let this = slf.get();
         this.check_closed(py)?;
         if this.debug.get(py) {
             this.debug_checks(py, &callback, "call_at", true)?;
         }
-        Self::schedule_timer(slf, when, callback, args, context)
+        let given = (!when.is_exact_instance_of::<pyo3::types::PyFloat>()).then(|| when.unbind());
+        Self::schedule_timer(slf, when_f, given, callback, args, context)
     }
 
     pub fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
@@ -609,8 +667,16 @@ impl LoopCore {
         self.debug.get(py)
     }
 
-    fn set_debug(&self, py: Python<'_>, enabled: bool) {
-        self.debug.set(py, enabled)
+    /// Any value, as asyncio's takes; its truth is what counts.
+    fn set_debug(&self, py: Python<'_>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.debug.set(py, enabled.is_truthy()?);
+        Ok(())
+    }
+
+    /// Called by the Python side when `time` stops or starts being the
+    /// native clock (patched on the instance, or overridden by a subclass).
+    fn _set_time_overridden(&self, py: Python<'_>, overridden: bool) {
+        self.time_overridden.set(py, overridden)
     }
 
     #[getter(_debug)]
@@ -714,25 +780,25 @@ impl LoopCore {
 
     #[pyo3(signature = (fd, callback, *args))]
     fn _add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
-        Self::add_watch(slf, fileobj_to_fd(fd)?, READABLE, callback, args)
+        Self::watch_fileobj(slf, fd, READABLE, callback, args)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
     fn _add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
-        Self::add_watch(slf, fileobj_to_fd(fd)?, WRITABLE, callback, args)
+        Self::watch_fileobj(slf, fd, WRITABLE, callback, args)
     }
 
     fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.remove_watch(py, fileobj_to_fd(fd)?, READABLE)
+        self.remove_watch(py, self.watched_fd(py, fd)?, READABLE)
     }
 
     fn _remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.remove_watch(py, fileobj_to_fd(fd)?, WRITABLE)
+        self.remove_watch(py, self.watched_fd(py, fd)?, WRITABLE)
     }
 
     /// The (reader, writer) handles watching `fd`, for introspection.
     fn _fd_watchers(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<(Option<Py<Handle>>, Option<Py<Handle>>)> {
-        let fd = fileobj_to_fd(fd)? as usize;
+        let fd = self.watched_fd(py, fd)? as usize;
         Ok(self.fds.with(py, |fds| {
             fds.get(fd).map_or((None, None), |w| {
                 (w.reader.as_ref().map(|h| h.clone_ref(py)), w.writer.as_ref().map(|h| h.clone_ref(py)))

@@ -39,8 +39,8 @@ fn format_callback_source<'py>(
 pub struct Handle {
     callback: GilCell<Option<Py<PyAny>>>,
     args: GilCell<Option<Py<PyTuple>>>,
-    /// `None` only for the loop's own native callbacks, which run no user
-    /// code directly and so need no context entered.
+    /// `None` only for the loop's own native callbacks that run no user
+    /// code (pending `sock_*` operations only resolve futures).
     context: GilCell<Option<Py<PyAny>>>,
     /// `None` only while the handle waits in the spare pool.
     loop_: GilCell<Option<Py<LoopCore>>>,
@@ -77,6 +77,20 @@ pub trait NativeCallback: PyClass<Frozen = True> + Sync {
     fn fire(&self, py: Python<'_>) -> PyResult<()>;
 }
 
+/// Runs `f` with `ctx` (a `contextvars.Context`) entered.
+pub fn in_context<R>(py: Python<'_>, ctx: &Py<PyAny>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
+    // SAFETY: `ctx` is a live Context; entered and left here with the GIL held.
+    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let out = f();
+    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
+        let exit_err = PyErr::fetch(py);
+        return out.and(Err(exit_err));
+    }
+    out
+}
+
 fn fire_native<T: NativeCallback>(cb: &Bound<'_, PyAny>) -> PyResult<()> {
     cb.cast::<T>()?.get().fire(cb.py())
 }
@@ -107,7 +121,7 @@ struct Parts {
 
 impl Parts {
     /// `context` None (or Python's None) means a copy of the current one;
-    /// a native callback gets no context at all.
+    /// a native callback without `native_context` gets no context at all.
     fn new(
         py: Python<'_>,
         loop_: Py<LoopCore>,
@@ -116,8 +130,20 @@ impl Parts {
         context: Option<Py<PyAny>>,
         native: bool,
     ) -> PyResult<Parts> {
+        Self::new_in(py, loop_, callback, args, context, native, false)
+    }
+
+    fn new_in(
+        py: Python<'_>,
+        loop_: Py<LoopCore>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+        native: bool,
+        native_context: bool,
+    ) -> PyResult<Parts> {
         let (context, copied_context) = match context {
-            _ if native => (None, false),
+            _ if native && !native_context => (None, false),
             Some(c) if !c.is_none(py) => (Some(c), false),
             // SAFETY: returns a new reference or NULL with an exception set.
             _ => (Some(unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind() }), true),
@@ -231,9 +257,19 @@ impl Handle {
         None
     }
 
-    /// A handle for one of the loop's own native callbacks (no context).
+    /// A handle for one of the loop's own native callbacks that runs no
+    /// user code (no context).
     pub fn new_native<T: NativeCallback>(py: Python<'_>, loop_: Py<LoopCore>, callback: Py<T>) -> PyResult<Py<Handle>> {
         let parts = Parts::new(py, loop_, callback.into_any(), PyTuple::empty(py).unbind(), None, true)?;
+        Py::new(py, parts.into_handle(None, Some(fire_native::<T>)))
+    }
+
+    /// A handle for a native callback that calls a protocol (a transport's
+    /// reader or writer, a server's acceptor): it runs in a copy of the
+    /// context current now, where the transport or server is made, as
+    /// asyncio's reader handles do.
+    pub fn new_native_in_context<T: NativeCallback>(py: Python<'_>, loop_: Py<LoopCore>, callback: Py<T>) -> PyResult<Py<Handle>> {
+        let parts = Parts::new_in(py, loop_, callback.into_any(), PyTuple::empty(py).unbind(), None, true, true)?;
         Py::new(py, parts.into_handle(None, Some(fire_native::<T>)))
     }
 
@@ -241,12 +277,13 @@ impl Handle {
         py: Python<'_>,
         loop_: Py<LoopCore>,
         when: f64,
+        when_given: Option<Py<PyAny>>,
         callback: Py<PyAny>,
         args: Py<PyTuple>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let init = PyClassInitializer::from(Parts::new(py, loop_, callback, args, context, false)?.into_handle(Some(when), None))
-            .add_subclass(TimerHandle);
+            .add_subclass(TimerHandle { when_given });
         let timer: Bound<'_, TimerHandle> = Bound::new(py, init)?;
         Ok(timer.into_super().unbind())
     }
@@ -337,7 +374,12 @@ impl Handle {
             let Some(cb) = this.callback.with(py, |c| c.as_ref().map(|c| c.clone_ref(py))) else {
                 return Ok(());
             };
-            return match fire(cb.bind(py)) {
+            let ctx = this.context.with(py, |c| c.as_ref().map(|c| c.clone_ref(py)));
+            let fired = match &ctx {
+                None => fire(cb.bind(py)),
+                Some(ctx) => in_context(py, ctx, || fire(cb.bind(py))),
+            };
+            return match fired {
                 Ok(()) => Ok(()),
                 Err(err) => Self::failed(slf, cb, None, err),
             };
@@ -596,7 +638,11 @@ impl Handle {
 }
 
 #[pyclass(frozen, extends = Handle, module = "ferroloop")]
-pub struct TimerHandle;
+pub struct TimerHandle {
+    /// The object `call_at` was given, which `when()` returns as asyncio's
+    /// does (an int stays an int); None when it was the float itself.
+    when_given: Option<Py<PyAny>>,
+}
 
 impl TimerHandle {
     fn when_of(obj: &Bound<'_, PyAny>) -> Option<f64> {
@@ -621,13 +667,17 @@ impl TimerHandle {
 
 #[pymethods]
 impl TimerHandle {
-    fn when(slf: PyRef<'_, Self>) -> f64 {
-        slf.as_super().when.unwrap_or(f64::NAN)
+    fn when(slf: PyRef<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::_when(slf)
     }
 
     #[getter]
-    fn _when(slf: PyRef<'_, Self>) -> f64 {
-        slf.as_super().when.unwrap_or(f64::NAN)
+    fn _when(slf: PyRef<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        match &slf.when_given {
+            Some(w) => Ok(w.clone_ref(py)),
+            None => Ok(slf.as_super().when.unwrap_or(f64::NAN).into_pyobject(py)?.into_any().unbind()),
+        }
     }
 
     #[getter]

@@ -649,7 +649,7 @@ fn new_core(
     core.get().bind_protocol(py, protocol)?;
     let event = |writable| -> PyResult<Py<Handle>> {
         let cb = Py::new(py, TransportEvent { core: core.clone_ref(py), writable })?;
-        Handle::new_native(py, loop_.clone().unbind(), cb)
+        Handle::new_native_in_context(py, loop_.clone().unbind(), cb)
     };
     let (reader, writer) = (event(false)?, event(true)?);
     core.get().st.with(py, |s| {

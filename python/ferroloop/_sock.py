@@ -14,6 +14,8 @@ import socket
 from asyncio import constants, exceptions
 
 from ._ferroloop import sock_abandon, sock_recv_start, sock_sendall_start
+# os.sendfile natively: see fs_ops.rs.
+from ._ferroloop import sendfile as _sendfile
 
 try:
     import ssl
@@ -237,7 +239,7 @@ class SockMixin:
                 if count:
                     blocksize = count - total
                 try:
-                    sent = os.sendfile(fd, fileno, offset + total, blocksize)
+                    sent = _sendfile(fd, fileno, offset + total, blocksize)
                 except _RETRY:
                     await self._sock_wait(fd, True, _noop)
                     continue
