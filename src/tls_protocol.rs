@@ -93,8 +93,9 @@ enum AppPhase {
 #[derive(Default)]
 struct Objects {
     app_protocol: Option<Py<PyAny>>,
-    /// The application protocol's bound callbacks, looked up once.
-    app_data_received: Option<Py<PyAny>>,
+    /// A buffered application protocol's bound callbacks, looked up once.
+    /// (`data_received` is looked up per call, as asyncio's and uvloop's TLS
+    /// layers do: protocols rebind it on the instance.)
     app_get_buffer: Option<Py<PyAny>>,
     app_buffer_updated: Option<Py<PyAny>>,
     app_transport: Option<Py<PyAny>>,
@@ -634,7 +635,7 @@ impl TLSProtocolCore {
             (filled > 0).then(|| ReadBytes::copy(py, &buf[..filled])).transpose()
         })?;
         if let Some(data) = data {
-            data.deliver(py, obj!(this, py, app_data_received), || obj!(this, py, app_protocol))?;
+            data.deliver(py, None, || obj!(this, py, app_protocol))?;
         }
         if close_notify {
             Self::call_eof_received(slf)?;
@@ -843,16 +844,15 @@ impl TLSProtocolCore {
         let buffered = app_protocol.is_instance(imported(py, &BUFFERED_PROTOCOL, "asyncio.protocols", "BufferedProtocol")?)?
             && app_protocol.hasattr(intern!(py, "get_buffer"))?;
         let lookup = |name: &str| app_protocol.getattr(name).ok().map(Bound::unbind);
-        let (data_received, get_buffer, buffer_updated) = if buffered {
-            (None, lookup("get_buffer"), lookup("buffer_updated"))
+        let (get_buffer, buffer_updated) = if buffered {
+            (lookup("get_buffer"), lookup("buffer_updated"))
         } else {
-            (lookup("data_received"), None, None)
+            (None, None)
         };
         let old = self.st.with(py, |s| {
             s.app_buffered = buffered;
             (
                 s.obj.app_protocol.replace(app_protocol.clone().unbind()),
-                std::mem::replace(&mut s.obj.app_data_received, data_received),
                 std::mem::replace(&mut s.obj.app_get_buffer, get_buffer),
                 std::mem::replace(&mut s.obj.app_buffer_updated, buffer_updated),
             )
@@ -908,7 +908,6 @@ impl TLSProtocolCore {
                 s.obj.raw_core.take(),
                 s.obj.app_transport.take(),
                 s.obj.app_protocol.take(),
-                s.obj.app_data_received.take(),
                 s.obj.app_get_buffer.take(),
                 s.obj.app_buffer_updated.take(),
             )
@@ -1154,6 +1153,25 @@ impl TLSProtocolCore {
         obj!(self, py, extra)
     }
 
+    /// asyncio's SSLProtocol keeps these, and libraries read them.
+    #[getter]
+    fn _sslcontext(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match obj!(self, py, extra) {
+            Some(extra) => Ok(extra.bind(py).get_item("sslcontext")?.map(Bound::unbind)),
+            None => Ok(None),
+        }
+    }
+
+    #[getter]
+    fn _ssl_handshake_timeout(&self, py: Python<'_>) -> Py<PyAny> {
+        self.handshake_timeout.clone_ref(py)
+    }
+
+    #[getter]
+    fn _ssl_shutdown_timeout(&self, py: Python<'_>) -> Py<PyAny> {
+        self.shutdown_timeout.clone_ref(py)
+    }
+
     #[getter]
     fn _state(&self, py: Python<'_>) -> &'static str {
         self.phase(py).name()
@@ -1201,7 +1219,7 @@ impl TLSProtocolCore {
         // SAFETY: called by the garbage collector only.
         let o = &unsafe { self.st.peek_for_gc() }.obj;
         for f in [
-            &o.app_protocol, &o.app_data_received, &o.app_get_buffer, &o.app_buffer_updated, &o.app_transport, &o.transport,
+            &o.app_protocol, &o.app_get_buffer, &o.app_buffer_updated, &o.app_transport, &o.transport,
             &o.waiter, &o.sslobj, &o.ssl_io, &o.incoming, &o.outgoing, &o.read_buffer, &o.handshake_timeout_handle,
             &o.shutdown_timeout_handle,
         ] {

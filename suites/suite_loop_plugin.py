@@ -18,6 +18,7 @@ write their own files).
 import asyncio
 import json
 import os
+import re
 
 import pytest
 
@@ -73,8 +74,13 @@ def _read_skips():
 
 
 def _listed(nodeid, skips):
+    """The reason ``nodeid`` is skipped: an entry that is the id, its test
+    without parameters or its class, or matches with ``*`` as any text."""
     for test, reason in skips.items():
-        if nodeid == test or nodeid.startswith((test + '[', test + '::')):
+        if '*' in test:
+            if re.fullmatch('.*'.join(map(re.escape, test.split('*'))), nodeid):
+                return reason
+        elif nodeid == test or nodeid.startswith((test + '[', test + '::')):
             return reason
     return None
 

@@ -55,6 +55,10 @@ def _attempt(fut, op, args):
         fut.set_exception(exc)
     else:
         fut.set_result(result)
+    finally:
+        # The exception's traceback holds this frame: without this, the
+        # frame, the future and the exception would keep each other alive.
+        fut = None
 
 
 class _SendAll:
