@@ -85,9 +85,30 @@ def _listed(nodeid, skips):
     return None
 
 
+def ferroloop_loop_setup(use_subprocess=False):
+    """uvicorn's loop setup function for ferroloop (its ``--loop`` takes
+    ``module:function``): returns the loop factory."""
+    import ferroloop
+    return ferroloop.new_event_loop
+
+
+def _uvicorn_auto_loop():
+    """uvicorn's ``loop="auto"`` (its default) picks uvloop when installed,
+    else ``asyncio.SelectorEventLoop`` itself, not the policy's loop. Under
+    ferroloop "auto" picks ferroloop, as it would pick uvloop; an explicit
+    ``loop="asyncio"`` still gets the stdlib loop."""
+    try:
+        import uvicorn.config
+    except ImportError:
+        return
+    uvicorn.config.LOOP_FACTORIES['auto'] = f'{__name__}:ferroloop_loop_setup'
+
+
 def pytest_configure(config):
     _install_recorder()
     asyncio.set_event_loop_policy(_policy_under_test()())
+    if LOOP == 'ferroloop':
+        _uvicorn_auto_loop()
 
 
 def pytest_collection_modifyitems(config, items):
