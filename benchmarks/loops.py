@@ -5,10 +5,13 @@ for (and is perturbed by) only the loop it measures.
 """
 
 import asyncio
+import sys
 
-# rloop is optional: measured only when asked for (--loops ...,rloop) and installed.
-NAMES = ('asyncio', 'uvloop', 'ferroloop', 'rloop')
-DEFAULT = ('asyncio', 'uvloop', 'ferroloop')
+# rloop is optional: measured only when asked for (--loops ...,rloop) and
+# installed. zuvloop exists for Python 3.14 and later only, where it joins
+# the default set.
+NAMES = ('asyncio', 'uvloop', 'ferroloop', 'zuvloop', 'rloop')
+DEFAULT = ('asyncio', 'uvloop', 'ferroloop') + (('zuvloop',) if sys.version_info >= (3, 14) else ())
 
 
 def new_loop(name):
@@ -22,6 +25,9 @@ def new_loop(name):
     if name == 'ferroloop':
         import ferroloop
         return ferroloop.new_event_loop()
+    if name == 'zuvloop':
+        import zuvloop
+        return zuvloop.new_event_loop()
     if name == 'rloop':
         import rloop
         return rloop.new_event_loop()

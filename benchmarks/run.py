@@ -25,6 +25,7 @@ tls_client.py, with a certificate made here with the openssl command.
 import argparse
 import datetime
 import fnmatch
+import importlib.util
 import json
 import os
 import platform
@@ -52,6 +53,7 @@ LABELS = {
     'sleep0': 'await asyncio.sleep(0) (iterations/s)',
     'gather': 'create_task + gather (tasks/s)',
     'getaddrinfo': "getaddrinfo('127.0.0.1', 80) (calls/s)",
+    'getaddrinfo_typed': "getaddrinfo('127.0.0.1', 80, type=SOCK_STREAM) (calls/s)",
     'echo_1k': 'sock_recv/sock_sendall echo 1 KiB (round trips/s)',
     'echo_100k': 'sock_recv/sock_sendall echo 100 KiB (round trips/s)',
     'udp_echo': 'UDP echo, 64 B datagrams, both endpoints on the loop (round trips/s)',
@@ -78,6 +80,14 @@ STREAM['bulk_up'] = {'kind': 'bulk_up', 'client': 'up', 'conns': 1}
 LABELS['bulk_up'] = 'bulk: Protocol server reads, 1 conn (bytes/s)'
 STREAM['http'] = {'kind': 'http', 'client': 'http', 'conns': 10}
 LABELS['http'] = 'HTTP/1.1 keep-alive Protocol server, 10 conns (requests/s)'
+STREAM['http_uvicorn'] = {'kind': 'asgi', 'client': 'http', 'conns': 4}
+LABELS['http_uvicorn'] = 'HTTP/1.1 keep-alive, uvicorn + httptools, 4 conns (requests/s)'
+# Rows derived from another row's runs: requests per second of the server's
+# own CPU time (user + system). With the client on the same CPU, throughput
+# is partly the scheduler's doing; CPU per request is what a loop controls.
+PER_CPU = {'http_cpu': 'http', 'http_uvicorn_cpu': 'http_uvicorn'}
+LABELS['http_cpu'] = 'HTTP Protocol server, per server CPU-second (requests/CPU-s)'
+LABELS['http_uvicorn_cpu'] = 'HTTP uvicorn + httptools, per server CPU-second (requests/CPU-s)'
 
 # The TLS rows: tls_server.py (the proto_echo Protocol behind ssl=) under the
 # Python client tls_client.py (blocking ssl sockets); no C ceiling.
@@ -91,7 +101,7 @@ LABELS['tls_echo_100k'] = 'TLS echo 100 KiB, Protocol server with ssl=, 1 conn (
 LABELS['tls_handshake'] = ('TLS handshakes: new connection, handshake, one 16 B round trip, close '
                            '(connections/s)')
 
-ALL_BENCHMARKS = list(micro.BENCHMARKS) + list(ECHO_SIZES) + list(STREAM) + list(TLS)
+ALL_BENCHMARKS = list(micro.BENCHMARKS) + list(ECHO_SIZES) + list(STREAM) + list(PER_CPU) + list(TLS)
 assert set(ALL_BENCHMARKS) == set(LABELS)
 
 # Per-measurement budgets. The full run (7 rounds) takes ~9 minutes (about
@@ -184,6 +194,34 @@ def make_tls_cert(outdir):
 
 
 # -- one measurement ------------------------------------------------------------
+
+class Progress:
+    """One line of progress: measurements done of the total, and an estimate of the time left."""
+
+    def __init__(self, total):
+        self.total, self.done_count, self.started = total, 0, time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self.last_print = 0.0
+
+    def step(self, where):
+        self.done_count += 1
+        spent = time.monotonic() - self.started
+        left = spent / self.done_count * (self.total - self.done_count)
+        line = f'[{self.done_count}/{self.total}] {where}, about {left:.0f} s left'
+        if self.tty:
+            print('\r' + line.ljust(60), end='', file=sys.stderr, flush=True)
+        elif spent - self.last_print >= 30 or self.done_count == self.total:
+            # A log (CI, a file): a line every 30 s, not one per measurement.
+            self.last_print = spent
+            print(line, file=sys.stderr, flush=True)
+
+    def say(self, message):
+        print(('\n' if self.tty else '') + message, file=sys.stderr, flush=True)
+
+    def done(self):
+        if self.tty:
+            print(file=sys.stderr)
+
 
 def tail(text, lines=15):
     return '\n'.join((text or '').strip().splitlines()[-lines:])
@@ -338,20 +376,38 @@ def run_wrk(spec, port, cfg):
     return float(rate.group(1)), {'requests': int(done.group(1))}
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time a process has used (also once it has exited, until reaped)."""
+    with open(f'/proc/{pid}/stat') as f:
+        stat = f.read()
+    fields = stat[stat.rindex(')') + 2:].split()      # from field 3 (state) on
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
 def run_stream(loop, bench, cfg):
-    """One stream benchmark on one fresh server (a loop, or 'C' for the echo ceiling)."""
+    """One stream benchmark on one fresh server (a loop, or 'C' for the echo ceiling).
+
+    Returns (rate, requests per server CPU-second or None).
+    """
     spec = STREAM[bench]
     cpu = cfg['cpu']
     seconds = cfg['http_seconds'] if spec['client'] == 'http' else cfg['stream_seconds']
     server_timeout = int(seconds + 30)
+    stdin = None
     if loop == report.C_CEILING:
         server_cmd = [cfg['c_server'], str(server_timeout), str(spec['conns'])]
+    elif spec['kind'] == 'asgi':
+        # Serves until its stdin closes (server_result closes it).
+        server_cmd = [sys.executable, os.path.join(HERE, 'asgi_server.py'), '--loop', loop,
+                      '--timeout', str(server_timeout)]
+        stdin = subprocess.PIPE
     else:
         server_cmd = [sys.executable, os.path.join(HERE, 'stream_server.py'), '--loop', loop,
                       '--kind', spec['kind'], '--conns', str(spec['conns']),
                       '--timeout', str(server_timeout)]
-    server, port = start_server(server_cmd, cpu)
+    server, port = start_server(server_cmd, cpu, stdin=stdin)
     try:
+        cpu_before = cpu_seconds(server.pid)
         if spec['client'] == 'http' and cfg['http_client'] == 'wrk':
             rate, result = run_wrk(spec, port, cfg)
         else:
@@ -359,7 +415,10 @@ def run_stream(loop, bench, cfg):
             if result['ops'] <= 0 or result['seconds'] <= 0:
                 raise MeasurementFailed('nothing timed')
             rate = result['ops'] / result['seconds']
+        cpu_used = cpu_seconds(server.pid) - cpu_before
         served = server_result(server, 'stream server')
+        if 'loop' in served and served['loop'].split('.')[0] != loop:
+            raise MeasurementFailed(f'requests ran on {served["loop"]}, not on {loop}')
         if spec['client'] == 'http':
             if 'bytes' in result:       # our C client: exact counts
                 if served['requests'] != result['requests']:
@@ -378,7 +437,8 @@ def run_stream(loop, bench, cfg):
         if 'conns' in served and served['conns'] < spec['conns']:
             raise MeasurementFailed(f'server saw {served["conns"]} connections, expected '
                                     f'{spec["conns"]}')
-        return rate
+        per_cpu = served['requests'] / cpu_used if spec['client'] == 'http' and cpu_used > 0 else None
+        return rate, per_cpu
     finally:
         if server.poll() is None:
             server.kill()
@@ -449,6 +509,9 @@ def parse_args(argv):
         if unknown:
             p.error(f'unknown benchmark(s) {", ".join(unknown)}; choose from {", ".join(ALL_BENCHMARKS)}')
         args.benchmarks = [b for b in ALL_BENCHMARKS if any(selects(w, b) for w in wanted)]
+    # A per-CPU row is measured by its source row's runs.
+    sources = {PER_CPU[b] for b in args.benchmarks if b in PER_CPU}
+    args.benchmarks = [b for b in ALL_BENCHMARKS if b in args.benchmarks or b in sources]
     args.loops = [name.strip() for name in args.loops.split(',') if name.strip()]
     unknown = [name for name in args.loops if name not in loops_mod.NAMES]
     if unknown:
@@ -503,7 +566,15 @@ def main(argv=None):
             notes.append(f'No C ceiling: {why.splitlines()[0]}')
             if args.client == 'c':
                 sys.exit('--client c needs the C client, which did not build')
-    if 'http' in stream:
+    if 'http_uvicorn' in stream:
+        missing = [m for m in ('uvicorn', 'httptools') if importlib.util.find_spec(m) is None]
+        if missing:
+            why = f'{" and ".join(missing)} not installed (they come with the bench extra)'
+            print(f'NOTE: skipping http_uvicorn: {why}', file=sys.stderr)
+            notes.append(f'Skipped http_uvicorn: {why}.')
+            args.benchmarks = [b for b in args.benchmarks if b not in ('http_uvicorn', 'http_uvicorn_cpu')]
+            stream = [b for b in stream if b != 'http_uvicorn']
+    if any(STREAM[b]['client'] == 'http' for b in stream):
         wrk = shutil.which('wrk')
         cfg['http_client'] = args.http_client or ('wrk' if wrk else 'c')
         if cfg['http_client'] == 'wrk':
@@ -515,7 +586,7 @@ def main(argv=None):
                          + ('' if args.http_client else '; wrk is not installed') + '.')
     if stream and not built:
         # A Python load client would cost more CPU than the servers it measures.
-        runnable = [b for b in stream if b == 'http' and cfg.get('http_client') == 'wrk']
+        runnable = [b for b in stream if STREAM[b]['client'] == 'http' and cfg.get('http_client') == 'wrk']
         skipped = [b for b in stream if b not in runnable]
         if skipped:
             notes.append(f'Skipped {", ".join(skipped)}: they need the C load client.')
@@ -530,9 +601,14 @@ def main(argv=None):
     started = time.monotonic()
     results = {}        # (bench, loop) -> [rate, ...]
     failures = []       # (round, bench, loop, message)
+    total = cfg['rounds'] * sum(len(loops) for b in args.benchmarks if b not in PER_CPU) \
+        + cfg['rounds'] * len(set(ceilings[b] for b in args.benchmarks if b in ceilings))
+    progress = Progress(total)
     for rnd in range(1, cfg['rounds'] + 1):
         ceilings_done = set()
         for bench in args.benchmarks:
+            if bench in PER_CPU:        # measured with its source row
+                continue
             # Each round starts from the next loop (A B C, B C A, ...): a run
             # leaves the machine a little different for the one after it
             # (a handshake run leaves thousands of TIME_WAIT sockets), and
@@ -549,19 +625,22 @@ def main(argv=None):
                     if bench in ECHO_SIZES:
                         rate = run_echo(loop, ECHO_SIZES[bench], cfg)
                     elif bench in STREAM:
-                        rate = run_stream(loop, bench, cfg)
+                        rate, per_cpu = run_stream(loop, bench, cfg)
+                        for derived, source in PER_CPU.items():
+                            if source == bench and derived in args.benchmarks and per_cpu:
+                                results.setdefault((derived, loop), []).append(per_cpu)
                     elif bench in TLS:
                         rate = run_tls(loop, bench, cfg)
                     else:
                         rate = run_micro(loop, bench, cfg)
                 except MeasurementFailed as exc:
                     failures.append((rnd, key[0], loop, str(exc)))
-                    print(f'[round {rnd}/{cfg["rounds"]}] {key[0]:18} {loop:9} FAILED: {exc}',
-                          file=sys.stderr, flush=True)
+                    progress.say(f'round {rnd}: {key[0]} on {loop} FAILED: {exc}')
+                    progress.step(f'round {rnd}/{cfg["rounds"]}')
                     continue
                 results.setdefault(key, []).append(rate)
-                print(f'[round {rnd}/{cfg["rounds"]}] {key[0]:18} {loop:9} {report.si(rate):>7}/s',
-                      file=sys.stderr, flush=True)
+                progress.step(f'round {rnd}/{cfg["rounds"]}')
+    progress.done()
     elapsed = time.monotonic() - started
     load_after = os.getloadavg()
 
@@ -571,6 +650,7 @@ def main(argv=None):
         labels['http'] = labels['http'].replace(
             ' (', ', wrk (' if cfg['http_client'] == 'wrk' else ', C client (')
     md_table = report.table(args.benchmarks, labels, loops, results, failed, ceilings)
+    md_summary = report.summary(args.benchmarks, loops, results)
     versions = {name: _version(name) for name in loops}
     details = [
         f'{datetime.datetime.now():%Y-%m-%d %H:%M}, Python {platform.python_version()}, '
@@ -582,8 +662,13 @@ def main(argv=None):
            if stream else '')
         + ('; TLS rows: Python client tls_client.py, SCHED_BATCH' if tls else '')
         + f'; {elapsed:.0f} s; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.',
-    ] + notes
-    text = md_table + '\n\n' + '\n'.join(f'- {d}' for d in details) + '\n'
+        '(noise): the rounds of the two loops spread wider than the difference their medians show.',
+    ] + (['C ceiling: a plain C epoll echo server (one read and one write per message) measured '
+          'with the same client; over 100% means ferroloop served more than it, which its '
+          'batching of reads and writes under load allows: a reference point, not a bound.']
+         if ceilings else []) + notes
+    text = (md_table + '\n\n' + (f'**Summary**: {md_summary}.\n\n' if md_summary else '')
+            + '\n'.join(f'- {d}' for d in details) + '\n')
     print()
     print(text)
     if failures:
@@ -599,6 +684,12 @@ def main(argv=None):
                    'failures': failures, 'elapsed': elapsed,
                    'loadavg': [load_before, load_after]}, f, indent=1)
     print(f'raw samples: {raw}')
+    png = raw[:-len('.json')] + '.png'
+    try:
+        report.chart(png, args.benchmarks, labels, loops, results)
+        print(f'chart: {png}')
+    except ImportError:
+        print('no chart: matplotlib is not installed (it comes with the bench extra)')
     if args.markdown:
         with open(args.markdown, 'w') as f:
             f.write(text)

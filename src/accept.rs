@@ -25,6 +25,7 @@ use crate::os_error;
 use crate::poller::READABLE;
 use crate::sock_io::errno;
 use crate::stream_transport::{init_socket_transport, socket_kind};
+use crate::transport_core::new_instance;
 use crate::tls_protocol::new_ssl_protocol;
 use pyo3::ffi;
 use pyo3::intern;
@@ -169,17 +170,6 @@ fn queued(fd: RawFd) -> Option<usize> {
     let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&mut info as *mut libc::tcp_info).cast(), &mut len) };
     const TCP_LISTEN: u8 = 10;
     (r == 0 && info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked as usize)
-}
-
-/// `cls.__new__(cls)`: the instance `init_socket_transport` initialises.
-pub(crate) fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
-    let py = cls.py();
-    // SAFETY: the type's own tp_new, called with no arguments.
-    unsafe {
-        let tp = cls.as_type_ptr();
-        let new = (*tp).tp_new.ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("cannot create instances"))?;
-        Bound::from_owned_ptr_or_err(py, new(tp, PyTuple::empty(py).as_ptr(), std::ptr::null_mut()))
-    }
 }
 
 #[pymethods]

@@ -4,6 +4,7 @@ pub mod flow_control;
 pub mod fs_ops;
 pub mod gil_cell;
 pub mod handle;
+pub mod literal_addrinfo;
 pub mod event_loop;
 pub mod fastcall;
 pub mod accept;
@@ -36,5 +37,6 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pipe_transport::register(m)?;
     tls_protocol::register(m)?;
     fs_ops::register(m)?;
+    literal_addrinfo::register(m)?;
     Ok(())
 }

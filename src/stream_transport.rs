@@ -15,13 +15,12 @@ use crate::transport_core::{add_socket_extra, forget_transport, start_transport,
 use crate::os_error;
 use crate::poller::{READABLE, WRITABLE};
 use crate::sock_io::{read_sized, recv_with, try_recv, try_send, Attempt, HeldBuffer, DIRECT_READ_MIN};
-use crate::tls_protocol::TLSProtocolCore;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::intern;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyType};
 use pyo3::{PyTraverseError, PyVisit};
 use std::ffi::CStr;
 use std::os::fd::RawFd;
@@ -50,8 +49,9 @@ struct State {
     get_buffer: Option<Py<PyAny>>,
     buffer_updated: Option<Py<PyAny>>,
     buffered: bool,
-    /// The protocol when it is ferroloop's TLS layer, fed without Python calls.
-    tls: Option<Py<TLSProtocolCore>>,
+    /// The protocol when it takes bytes straight from the read buffer
+    /// (ferroloop's TLS layer), fed without Python calls.
+    raw_receiver: Option<(Py<PyAny>, &'static RawReceiver)>,
     protocol_connected: bool,
     empty_waiter: Option<Py<PyAny>>,
     reader: Option<Py<Handle>>,
@@ -184,8 +184,8 @@ impl StreamTransportCore {
         if lost > 0 {
             return Ok(());
         }
-        if let Some(tls) = field!(this, py, tls) {
-            return Self::read_into_tls(slf, tls.bind(py));
+        if let Some((layer, receiver)) = this.st.with(py, |s| s.raw_receiver.as_ref().map(|(l, r)| (l.clone_ref(py), *r))) {
+            return Self::read_into_layer(slf, layer.bind(py), receiver);
         }
         if buffered {
             return Self::read_into_protocol_buffer(slf);
@@ -220,17 +220,17 @@ impl StreamTransportCore {
         }
     }
 
-    /// A `BufferedProtocol` read for the TLS layer: the bytes go from the
-    /// reused read buffer into its incoming BIO.
-    fn read_into_tls(slf: &Bound<'_, Self>, tls: &Bound<'_, TLSProtocolCore>) -> PyResult<()> {
+    /// A `BufferedProtocol` read for a `RawReceiver` (the TLS layer): the
+    /// bytes go from the reused read buffer into its incoming BIO.
+    fn read_into_layer(slf: &Bound<'_, Self>, layer: &Bound<'_, PyAny>, receiver: &RawReceiver) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let fed = recv_with(py, this.fd, SMALL_READ_SIZE, |data| tls.get().feed(py, data).map(|_| data.len()));
+        let fed = recv_with(py, this.fd, SMALL_READ_SIZE, |data| (receiver.feed)(layer, data).map(|_| data.len()));
         let outcome = match fed {
             Attempt::NotReady => return Ok(()),
             Attempt::Failed(e) => return this.fatal(py, e, "Fatal read error on socket transport"),
             Attempt::Done(Ok(0)) => return Self::on_eof(slf),
-            Attempt::Done(Ok(_)) => TLSProtocolCore::incoming_ready(tls),
+            Attempt::Done(Ok(_)) => (receiver.ready)(layer),
             Attempt::Done(Err(e)) => Err(e),
         };
         match outcome {
@@ -351,7 +351,10 @@ impl StreamTransportCore {
     fn bind_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) -> PyResult<()> {
         let buffered_type = BUFFERED_PROTOCOL.import(py, "asyncio.protocols", "BufferedProtocol")?;
         let buffered = protocol.is_instance(buffered_type)?;
-        let tls = protocol.cast::<TLSProtocolCore>().ok().map(|t| t.clone().unbind());
+        let raw_receiver = match RAW_RECEIVER.get(py) {
+            Some(r) if protocol.is_instance(r.class.bind(py))? => Some((protocol.clone().unbind(), r)),
+            _ => None,
+        };
         let lookup = |name: &str| protocol.getattr(name).ok().map(Bound::unbind);
         let (data_received, get_buffer, buffer_updated) = if buffered {
             (None, lookup("get_buffer"), lookup("buffer_updated"))
@@ -362,7 +365,7 @@ impl StreamTransportCore {
             s.buffered = buffered;
             s.protocol_connected = true;
             (
-                std::mem::replace(&mut s.tls, tls),
+                std::mem::replace(&mut s.raw_receiver, raw_receiver).map(|(layer, _)| layer),
                 s.protocol.replace(protocol.clone().unbind()),
                 std::mem::replace(&mut s.data_received, data_received),
                 std::mem::replace(&mut s.get_buffer, get_buffer),
@@ -569,7 +572,7 @@ impl StreamTransportCore {
         }
         let taken = self.st.with(py, |s| {
             let out = (s.sock.take(), s.protocol.take(), s.protocol_connected, s.empty_waiter.take());
-            let rest = (s.transport.take(), s.data_received.take(), s.get_buffer.take(), s.buffer_updated.take(), s.tls.take(), s.reader.take(), s.writer.take());
+            let rest = (s.transport.take(), s.data_received.take(), s.get_buffer.take(), s.buffer_updated.take(), s.raw_receiver.take().map(|(layer, _)| layer), s.reader.take(), s.writer.take());
             (out, rest)
         });
         let (out, rest) = taken;
@@ -614,7 +617,9 @@ impl StreamTransportCore {
         for f in [&s.sock, &s.transport, &s.protocol, &s.data_received, &s.get_buffer, &s.buffer_updated, &s.empty_waiter] {
             visit.call(f)?;
         }
-        visit.call(&s.tls)?;
+        if let Some((layer, _)) = &s.raw_receiver {
+            visit.call(layer)?;
+        }
         visit.call(&s.reader)?;
         visit.call(&s.writer)
     }
@@ -733,6 +738,21 @@ fn raw_socket_member(sock: &Bound<'_, PyAny>, cell: &'static PyOnceLock<Py<PyAny
     };
     value.extract()
 }
+
+/// A protocol that takes received bytes straight from the read buffer,
+/// without a Python call: ferroloop's TLS layer, which registers its type
+/// here when the module loads. The layer above knows this transport; this
+/// transport does not know the layer above.
+pub struct RawReceiver {
+    /// The protocols it applies to (instances of this type).
+    pub class: Py<PyType>,
+    /// Takes bytes received (the protocol object, the bytes).
+    pub feed: fn(&Bound<'_, PyAny>, &[u8]) -> PyResult<()>,
+    /// What the bytes fed set off, once they are in.
+    pub ready: fn(&Bound<'_, PyAny>) -> PyResult<()>,
+}
+
+pub static RAW_RECEIVER: PyOnceLock<RawReceiver> = PyOnceLock::new();
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StreamTransportCore>()?;

@@ -12,13 +12,13 @@
 //! transport's read buffer straight into the incoming BIO and the outgoing
 //! BIO's bytes straight to the transport's write, without Python frames.
 
-use crate::accept::new_instance;
 use crate::event_loop::LoopCore;
 use crate::flow_control::FlowControl;
 use crate::gil_cell::GilCell;
 use crate::handle::is_fatal;
 use crate::read_bytes::ReadBytes;
-use crate::stream_transport::StreamTransportCore;
+use crate::stream_transport::{RawReceiver, StreamTransportCore, RAW_RECEIVER};
+use crate::transport_core::new_instance;
 use pyo3::exceptions::{PyAssertionError, PyConnectionAbortedError, PyConnectionResetError, PyException, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -45,6 +45,7 @@ static SSL_SYSCALL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SSL_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static CERT_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SSL_OBJECT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static NATIVE_ENGINE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static BUFFERED_PROTOCOL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static TIMEOUT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -143,6 +144,14 @@ pub struct TLSProtocolCore {
     loop_: Py<LoopCore>,
     handshake_timeout: Py<PyAny>,
     shutdown_timeout: Py<PyAny>,
+    /// Whether `ssl_io` is `_ssl`'s own C object, which lets go of a buffer
+    /// before it returns: only then is `read()` handed a memoryview over our
+    /// reused buffer. Python code (an `sslobject_class` subclass) could keep
+    /// a slice of that view, which would see later records and, once the
+    /// thread's buffer is freed, freed memory; it is asked for bytes
+    /// instead, as asyncio asks. (The BIOs are always `_ssl.MemoryBIO`s:
+    /// `wrap_bio` takes nothing else and the type cannot be subclassed.)
+    native_engine: bool,
     st: GilCell<State>,
 }
 
@@ -182,6 +191,22 @@ fn release_view(view: Bound<'_, PyAny>) -> PyResult<()> {
         view.call_method0(intern!(view.py(), "release"))?;
     }
     Ok(())
+}
+
+/// Copies what a Python `read()` returned into `dest`: its length, or
+/// ValueError if it returned more than it was asked for.
+fn copy_chunk(chunk: &Bound<'_, PyAny>, dest: &mut [u8]) -> PyResult<usize> {
+    let chunk = match chunk.cast::<PyBytes>() {
+        Ok(b) => b.clone(),
+        Err(_) => chunk.py().get_type::<PyBytes>().call1((chunk,))?.cast_into::<PyBytes>()?,
+    };
+    let data = chunk.as_bytes();
+    let n = data.len();
+    if n > dest.len() {
+        return Err(PyValueError::new_err(format!("read() returned {n} bytes, more than the {} asked for", dest.len())));
+    }
+    dest[..n].copy_from_slice(data);
+    Ok(n)
 }
 
 fn logger(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
@@ -609,19 +634,25 @@ impl TLSProtocolCore {
             }
             let mut filled = 0usize;
             while filled < MAX_SIZE && !this.drained(py, &io)? {
-                let view = unsafe {
-                    let ptr = ffi::PyMemoryView_FromMemory(
-                        buf.as_mut_ptr().add(filled).cast(),
-                        (MAX_SIZE - filled) as ffi::Py_ssize_t,
-                        ffi::PyBUF_WRITE,
-                    );
-                    Bound::from_owned_ptr_or_err(py, ptr)?
+                let got = if this.native_engine {
+                    let view = unsafe {
+                        let ptr = ffi::PyMemoryView_FromMemory(
+                            buf.as_mut_ptr().add(filled).cast(),
+                            (MAX_SIZE - filled) as ffi::Py_ssize_t,
+                            ffi::PyBUF_WRITE,
+                        );
+                        Bound::from_owned_ptr_or_err(py, ptr)?
+                    };
+                    let got = io.call_method1(intern!(py, "read"), (MAX_SIZE - filled, &view));
+                    release_view(view)?;
+                    got.and_then(|n| n.extract::<usize>())
+                } else {
+                    // asyncio's call: `read(max_size)`, a bytes per record.
+                    io.call_method1(intern!(py, "read"), (MAX_SIZE - filled,))
+                        .and_then(|chunk| copy_chunk(&chunk, &mut buf[filled..]))
                 };
-                let got = io.call_method1(intern!(py, "read"), (MAX_SIZE - filled, &view));
-                release_view(view)?;
                 match got {
                     Ok(n) => {
-                        let n: usize = n.extract()?;
                         if n == 0 {
                             close_notify = true;
                             break;
@@ -789,6 +820,7 @@ impl TLSProtocolCore {
     ) -> PyResult<Self> {
         let plain = sslobj.get_type().is(imported(py, &SSL_OBJECT, "ssl", "SSLObject")?);
         let ssl_io = if plain { sslobj.getattr("_sslobj")? } else { sslobj.clone() };
+        let native_engine = ssl_io.get_type().is(imported(py, &NATIVE_ENGINE, "_ssl", "_SSLSocket")?);
         let extra = PyDict::new(py);
         extra.set_item("sslcontext", sslcontext)?;
         let mut incoming_limits = FlowControl::default();
@@ -799,6 +831,7 @@ impl TLSProtocolCore {
             loop_,
             handshake_timeout: ssl_handshake_timeout,
             shutdown_timeout: ssl_shutdown_timeout,
+            native_engine,
             st: GilCell::new(State {
                 obj: Objects {
                     waiter,
@@ -1360,6 +1393,12 @@ fn wrap_bio<'py>(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    RAW_RECEIVER.get_or_init(py, || RawReceiver {
+        class: py.get_type::<TLSProtocolCore>().unbind(),
+        feed: |layer, data| layer.cast::<TLSProtocolCore>()?.get().feed(layer.py(), data),
+        ready: |layer| TLSProtocolCore::incoming_ready(layer.cast::<TLSProtocolCore>()?),
+    });
     m.add_class::<TLSProtocolCore>()?;
     m.add_function(wrap_pyfunction!(new_ssl_protocol, m)?)
 }

@@ -25,7 +25,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyTuple, PyWeakrefReference};
+use pyo3::types::{PyTuple, PyType, PyWeakrefReference};
 use pyo3::PyClass;
 use std::os::fd::RawFd;
 
@@ -347,4 +347,16 @@ macro_rules! closing_methods {
             }
         }
     };
+}
+
+/// `cls.__new__(cls)`: an instance that a native builder then initialises
+/// (`init_socket_transport`, the TLS layer's transport and `SSLObject`).
+pub(crate) fn new_instance<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyAny>> {
+    let py = cls.py();
+    // SAFETY: the type's own tp_new, called with no arguments.
+    unsafe {
+        let tp = cls.as_type_ptr();
+        let new = (*tp).tp_new.ok_or_else(|| pyo3::exceptions::PyTypeError::new_err("cannot create instances"))?;
+        Bound::from_owned_ptr_or_err(py, new(tp, PyTuple::empty(py).as_ptr(), std::ptr::null_mut()))
+    }
 }

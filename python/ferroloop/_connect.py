@@ -32,6 +32,16 @@ except ImportError:  # pragma: no cover - Python built without ssl
 _PY313 = sys.version_info >= (3, 13)
 
 
+def _set_reuseport(sock):
+    if not hasattr(socket, 'SO_REUSEPORT'):
+        raise ValueError('reuse_port not supported by socket module')
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    except OSError:
+        raise ValueError('reuse_port not supported by socket module, '
+                         'SO_REUSEPORT defined but not implemented.')
+
+
 def _check_ssl_socket(sock):
     if _ssl is not None and isinstance(sock, _ssl.SSLSocket):
         raise TypeError("Socket cannot be of type SSLSocket")

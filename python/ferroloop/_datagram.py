@@ -21,7 +21,7 @@ from asyncio import base_events as _logging_module
 
 from ._ferroloop import add_socket_extra, datagram_transport_core, start_transport
 from ._core_transport import CoreTransport, CoreWriteFlow, core_methods
-from ._server import _set_reuseport
+from ._connect import _set_reuseport
 
 _PY311 = sys.version_info >= (3, 11)
 _PY313 = sys.version_info >= (3, 13)

@@ -30,7 +30,6 @@ from ._tls import TLSMixin
 from ._datagram import DatagramMixin
 from ._pipes import PipeMixin
 from ._process import SubprocessMixin
-from ._transports import SocketTransport
 
 
 def _run_until_complete_cb(fut):
@@ -193,12 +192,6 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
     def remove_writer(self, fd):
         self._ensure_fd_no_transport(fd)
         return self._remove_writer(fd)
-
-    # -- transports -------------------------------------------------------
-
-    def _make_socket_transport(self, sock, protocol, waiter=None, *,
-                               extra=None, server=None):
-        return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     # -- tasks -------------------------------------------------------------
 

@@ -1,9 +1,15 @@
 """Address resolution: ``getaddrinfo`` / ``getnameinfo``.
 
 A numeric host (``'127.0.0.1'``, ``'::1'``) needs no resolver, so it is
-answered by ``socket.getaddrinfo`` on the spot — the very same results, no
-thread hop. Anything that may touch DNS or NSS goes to the default executor,
-as asyncio does.
+answered on the spot, with no thread hop. The usual requests (a literal
+address, a numeric port, the families, socket types, protocols and flags
+``create_connection`` / ``create_server`` and client libraries pass) are
+built natively (``literal_addrinfo.rs``) without libc's ``getaddrinfo``,
+which costs 13-27 us even for a literal; other numeric ones are given to
+``socket.getaddrinfo`` on the spot. Either way the result is exactly
+``socket.getaddrinfo``'s (tests/test_resolver.py compares them over a
+matrix of inputs). Anything that may touch DNS or NSS goes to the default
+executor, as asyncio does.
 """
 
 import socket
@@ -12,6 +18,8 @@ import socket
 # asyncio's own module logger, looked up per call: code (and tests) may
 # replace it, as with the stdlib loop.
 from asyncio import base_events as _logging_module
+
+from ._ferroloop import literal_addrinfo as _literal_addrinfo
 
 _NUMERIC_PORT_TYPES = (int, type(None))
 
@@ -51,8 +59,12 @@ def is_numeric(host, port):
 class ResolverMixin:
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
-        if not self.get_debug() and is_numeric(host, port):
-            return socket.getaddrinfo(host, port, family, type, proto, flags)
+        if not self.get_debug():
+            infos = _literal_addrinfo(host, port, family, type, proto, flags)
+            if infos is not None:
+                return infos
+            if is_numeric(host, port):
+                return socket.getaddrinfo(host, port, family, type, proto, flags)
         func = self._getaddrinfo_debug if self.get_debug() else socket.getaddrinfo
         return await self.run_in_executor(None, func, host, port, family, type, proto, flags)
 
@@ -88,8 +100,8 @@ class ResolverMixin:
                                proto=0, flags=0):
         host, port = address[:2]
         if is_numeric(host, port) and host is not None:
-            infos = socket.getaddrinfo(host, port, family, type, proto,
-                                       flags | socket.AI_NUMERICHOST)
+            infos = (_literal_addrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+                     or socket.getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST))
             if len(address) > 2 and infos and infos[0][0] == socket.AF_INET6:
                 # Keep the caller's flowinfo and scope id.
                 fam, typ, pro, canon, sa = infos[0]

@@ -26,21 +26,12 @@ from asyncio import base_events as _logging_module
 
 # stat and unlink of socket paths natively: see fs_ops.rs.
 from ._ferroloop import path_mode_and_inode, start_accepting, unlink_path
-from ._connect import _bind_error_message, _check_ssl_socket
+from ._connect import _bind_error_message, _check_ssl_socket, _set_reuseport
+from ._tls import TLSMixin
 from ._transports import SocketTransport
 
 _PY313 = sys.version_info >= (3, 13)
 _HAS_IPv6 = hasattr(socket, 'AF_INET6')
-
-
-def _set_reuseport(sock):
-    if not hasattr(socket, 'SO_REUSEPORT'):
-        raise ValueError('reuse_port not supported by socket module')
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    except OSError:
-        raise ValueError('reuse_port not supported by socket module, '
-                         'SO_REUSEPORT defined but not implemented.')
 
 
 def _is_abstract(path):
@@ -196,7 +187,12 @@ class Server(events.AbstractServer):
 
 
 class ServerMixin:
-    """``create_server``, ``create_unix_server`` and the accept loop, for ``Loop``."""
+    """``create_server``, ``create_unix_server``, the accept loop and the stream
+    transports connections get (``_make_socket_transport``), for ``Loop``."""
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *,
+                               extra=None, server=None):
+        return SocketTransport(self, sock, protocol, waiter, extra, server)
 
     # -- the accept loop ---------------------------------------------------------
 
@@ -205,12 +201,10 @@ class ServerMixin:
                        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
                        ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
         # Connections get their transports from the native acceptor, unless
-        # this loop's class makes its own. (loop.py imports this module,
-        # hence the late import.)
-        from ._loop import Loop
+        # this loop's class makes its own.
         cls = type(self)
-        native = (cls._make_socket_transport is Loop._make_socket_transport
-                  and cls._make_ssl_transport is Loop._make_ssl_transport)
+        native = (cls._make_socket_transport is ServerMixin._make_socket_transport
+                  and cls._make_ssl_transport is TLSMixin._make_ssl_transport)
         start_accepting(self, protocol_factory, sock, sslcontext, server, backlog,
                         ssl_handshake_timeout, ssl_shutdown_timeout,
                         SocketTransport if native else None)
