@@ -45,7 +45,6 @@ PLUGIN = 'suite_loop_plugin'
 SUITES = {
     'anyio': {
         'version': '4.16.0',
-        'extras': '',
         'deps': [
             'blockbuster==1.5.29', 'hypothesis==6.170.17', 'psutil==7.2.2',
             'pytest==9.2.0', 'pytest-mock==3.17.0', 'pytest-timeout==2.4.0',
@@ -55,7 +54,6 @@ SUITES = {
     },
     'uvicorn': {
         'version': '0.54.0',
-        'extras': '',
         'deps': [
             'httptools==0.9.0', 'python-dotenv==1.2.4', 'PyYAML==6.0.4',
             'watchfiles==1.3.0', 'websockets==17.4', 'pytest==9.2.0',
@@ -119,8 +117,12 @@ def prepare(name):
                  f'{name}=={spec["version"]}', '-d', tmp)
             (archive,) = glob.glob(os.path.join(tmp, '*.tar.gz'))
             with tarfile.open(archive) as tar:
-                tar.extractall(base, filter='data') if hasattr(tarfile, 'data_filter') \
-                    else tar.extractall(base)
+                # The 'data' filter (refusing links and paths out of base)
+                # where this Python has it.
+                if hasattr(tarfile, 'data_filter'):
+                    tar.extractall(base, filter='data')
+                else:
+                    tar.extractall(base)
     try:
         with open(stamp_path, encoding='utf-8') as f:
             fresh = f.read() == stamp
@@ -133,7 +135,7 @@ def prepare(name):
         subprocess.run([sys.executable, '-m', 'venv', venv], check=True)
         python = _venv_python(venv)
         _pip(python, 'install', '--upgrade', 'pip')
-        _pip(python, 'install', src + spec['extras'], *spec['deps'])
+        _pip(python, 'install', src, *spec['deps'])
         with open(stamp_path, 'w', encoding='utf-8') as f:
             f.write(stamp)
     _link_ferroloop(venv, base)
