@@ -483,17 +483,23 @@ async def start_child(loop, args, kwargs):
                 result.kill()
                 result.wait()
 
-    threading.Thread(target=spawn, name='ferroloop-spawn', daemon=True).start()
+    thread = threading.Thread(target=spawn, name='ferroloop-spawn', daemon=True)
+    thread.start()
     cancelled = None
-    while True:
+    # Until the thread is gone, not just done: programs count their threads
+    # around a spawn. Its last steps take microseconds; the short sleeps let
+    # it have the GIL.
+    while not started.done() or thread.is_alive():
         try:
-            result = await asyncio.shield(started)
-            break
+            if started.done():
+                await asyncio.sleep(0.0005)
+            else:
+                await asyncio.shield(started)
         except asyncio.CancelledError as exc:
             if started.cancelled():
                 raise
             cancelled = exc
-    return result, cancelled
+    return started.result(), cancelled
 
 
 def _deliver(future, result):
