@@ -1206,6 +1206,37 @@ impl TLSProtocolCore {
     }
 
     #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<LoopCore> {
+        self.loop_.clone_ref(py)
+    }
+
+    #[getter]
+    fn _incoming(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        obj!(self, py, incoming)
+    }
+
+    #[getter]
+    fn _outgoing(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        obj!(self, py, outgoing)
+    }
+
+    #[getter]
+    fn _app_protocol_is_buffer(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| s.app_buffered)
+    }
+
+    /// Read off the `SSLObject`, which knows them (None once it is gone).
+    #[getter]
+    fn _server_side(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        obj!(self, py, sslobj).map(|o| o.getattr(py, intern!(py, "server_side"))).transpose()
+    }
+
+    #[getter]
+    fn _server_hostname(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        obj!(self, py, sslobj).map(|o| o.getattr(py, intern!(py, "server_hostname"))).transpose()
+    }
+
+    #[getter]
     fn _state(&self, py: Python<'_>) -> &'static str {
         self.phase(py).name()
     }

@@ -1,9 +1,10 @@
 """What libraries rely on in asyncio's TLS layer: a protocol may rebind
 ``data_received`` on the instance (the TLS layer calls the attribute each
 time), and the layer's attributes asyncio's ``SSLProtocol`` keeps
-(``_sslcontext``, the timeouts) are there to read."""
+(``_sslcontext``, the timeouts, ``_server_side``, ...) are there to read."""
 
 import asyncio
+import ssl
 
 from asyncio import constants
 
@@ -41,15 +42,19 @@ def test_tls_layer_keeps_asyncios_attributes(loop, server_ctx, client_ctx):
     async def main():
         server, _, transport, _ = await tls_pair(
             server_ctx, client_ctx, ssl_handshake_timeout=7.5)
-        client_layer = transport._ssl_protocol
-        seen = (client_layer._sslcontext is client_ctx,
-                client_layer._ssl_handshake_timeout, client_layer._ssl_shutdown_timeout)
+        layer = transport._ssl_protocol
+        seen = (layer._sslcontext is client_ctx,
+                layer._ssl_handshake_timeout, layer._ssl_shutdown_timeout,
+                layer._server_side, layer._server_hostname, layer._app_protocol_is_buffer,
+                layer._loop is asyncio.get_running_loop(),
+                type(layer._incoming), type(layer._outgoing))
         transport.close()
         await close_server(server)
         return seen
 
     assert run(loop, main()) == (True, constants.SSL_HANDSHAKE_TIMEOUT,
-                                 constants.SSL_SHUTDOWN_TIMEOUT)
+                                 constants.SSL_SHUTDOWN_TIMEOUT, False, 'localhost', False,
+                                 True, ssl.MemoryBIO, ssl.MemoryBIO)
 
 
 def test_tls_server_connection_layer_keeps_the_servers_context(loop, server_ctx, client_ctx):
