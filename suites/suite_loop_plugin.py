@@ -32,11 +32,13 @@ _messages = {}
 
 
 def _loop_kind(loop):
+    """'ferroloop', 'asyncio' (the stdlib's loops and their subclasses), or
+    the class of another loop."""
     cls = type(loop)
-    if cls.__module__.split('.')[0] == 'ferroloop':
-        return 'ferroloop'
     for klass in cls.__mro__:
-        if klass.__module__.startswith('asyncio.') and klass.__name__ == 'BaseEventLoop':
+        if klass.__module__.split('.')[0] == 'ferroloop' and klass.__name__ == 'Loop':
+            return 'ferroloop'
+        if klass.__module__ == 'asyncio.base_events' and klass.__name__ == 'BaseEventLoop':
             return 'asyncio'
     return f'{cls.__module__}.{cls.__qualname__}'
 
