@@ -157,7 +157,7 @@ def _expected_file(name):
 def start_suite(name, loop, python, src, extra_args, tests=(), tag=''):
     """Starts the suite (or the given test ids) on ``loop`` in a pytest
     process; ``finish_suite`` collects its records."""
-    results = os.path.join(WORK, 'results', f'{name}-{loop}{tag}')
+    results = os.path.join(WORK, 'results', PY, f'{name}-{loop}{tag}')
     shutil.rmtree(results, ignore_errors=True)
     os.makedirs(results)
     env = dict(os.environ)
