@@ -557,7 +557,8 @@ def main(argv=None):
     cfg['client'] = args.client or 'python'
     built = None
     if echo or stream:
-        built, why = build_c(os.path.join(outdir, 'bin'))
+        # Per C library: a run in another root (e.g. the sid one for 3.14) builds its own.
+        built, why = build_c(os.path.join(outdir, 'bin-' + ''.join(platform.libc_ver())))
         if built:
             cfg['c_server'], cfg['c_client'], cfg['c_stream'] = built
             cfg['client'] = args.client or 'c'

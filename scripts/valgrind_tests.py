@@ -1,12 +1,14 @@
 """Runs ferroloop's test suite under valgrind memcheck and reports memory errors in ferroloop.
 
-    python3 scripts/valgrind_tests.py [--build] [--keep DIR] [PYTEST ARGS...]
+    python3 scripts/valgrind_tests.py [--build] [--children] [--keep DIR] [PYTEST ARGS...]
 
 --build first reinstalls ferroloop from this checkout with line tables (the
-same release code, so reports name src/*.rs lines). Every Python process the
-tests start (examples, subprocesses) runs under valgrind too; other programs
-(openssl, cat, sh) do not. CPython's own test_asyncio (tests/test_compat.py)
-is left out unless named in PYTEST ARGS: under valgrind it takes hours.
+same release code, so reports name src/*.rs lines). --children runs every
+Python process the tests start (examples, servers, subprocesses) under
+valgrind too, not only the test process (other programs -- openssl, cat,
+sh -- never): thorough, and several times slower. CPython's own
+test_asyncio (tests/test_compat.py) is left out unless named in PYTEST ARGS:
+under valgrind it takes hours.
 
 An error counts when any of its stacks (where it happened, where the block
 was allocated, where it was freed) has a frame of ferroloop's extension
@@ -60,6 +62,7 @@ def error_records(log_text):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--build', action='store_true', help='reinstall ferroloop with line tables first')
+    parser.add_argument('--children', action='store_true', help='also run the Python processes the tests start under valgrind')
     parser.add_argument('--keep', metavar='DIR', help='write the valgrind logs to DIR and keep them')
     args, pytest_args = parser.parse_known_args()
 
@@ -77,7 +80,7 @@ def main():
     env = dict(os.environ,
                PYTHONMALLOC='malloc',          # pymalloc's arenas hide use-after-free from memcheck
                PYTHONFAULTHANDLER='1')
-    command = ['valgrind', '--tool=memcheck', '--trace-children=yes',
+    command = ['valgrind', '--tool=memcheck', f'--trace-children={"yes" if args.children else "no"}',
                '--trace-children-skip=*/openssl,*/cat,*/sh,*/bash,*/true,*/sleep,*/env,*/echo,*/wrk',
                '--error-limit=no', '--num-callers=40', '--leak-check=no',
                f'--log-file={logs}/vg.%p.log',

@@ -188,15 +188,10 @@ impl LoopCore {
         if let Some(context) = context.filter(|c| !c.is_none()) {
             kwargs.set_item(pyo3::intern!(py, "context"), context)?;
         }
-        let task = TASK_TYPE.import(py, "asyncio.tasks", "Task")?.call((coro,), Some(&kwargs))?;
-        if this.debug.get(py) {
-            // Drop the frame of this call from where the task says it was created.
-            let tb = task.getattr(pyo3::intern!(py, "_source_traceback"))?;
-            if tb.is_truthy()? {
-                tb.del_item(-1)?;
-            }
-        }
-        Ok(task.unbind())
+        // In debug mode the task's `_source_traceback` ends at the caller's
+        // frame: this call has none of its own to drop (asyncio's Python
+        // create_task drops its own frame).
+        Ok(TASK_TYPE.import(py, "asyncio.tasks", "Task")?.call((coro,), Some(&kwargs))?.unbind())
     }
 
     /// A scheduled timer was cancelled (asyncio's `_timer_handle_cancelled`).

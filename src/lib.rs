@@ -25,6 +25,9 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The package's version is Cargo.toml's, the one source maturin also
+    // writes into the wheel's metadata.
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     handle::register(m)?;
     m.add_class::<event_loop::LoopCore>()?;
     fastcall::install::<event_loop::CallSoon>(m.py())?;

@@ -723,14 +723,21 @@ pub(crate) fn socket_kind(sock: &Bound<'_, PyAny>) -> PyResult<(i32, i32, i32)> 
 
 static RAW_FAMILY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static RAW_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static C_SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The C socket's own `family` / `type` int: `socket.socket` shadows them
-/// with properties that build an enum on every read.
+/// with properties that build an enum on every read. Socket-like objects
+/// that are no `_socket.socket` (gunicorn's wrappers forward attributes
+/// through `__getattr__`) are asked by name, as asyncio asks them.
 fn raw_socket_member(sock: &Bound<'_, PyAny>, cell: &'static PyOnceLock<Py<PyAny>>, name: &str) -> PyResult<i32> {
     let py = sock.py();
     let descr = cell
         .get_or_try_init(py, || -> PyResult<Py<PyAny>> { Ok(py.import("_socket")?.getattr("socket")?.getattr(name)?.unbind()) })?
         .bind(py);
+    let c_socket = C_SOCKET.get_or_try_init(py, || -> PyResult<Py<PyAny>> { Ok(py.import("_socket")?.getattr("socket")?.unbind()) })?;
+    if !sock.is_instance(c_socket.bind(py))? {
+        return sock.getattr(name)?.extract();
+    }
     // SAFETY: the member descriptor's own __get__, as `descr.__get__(sock)`.
     let value = unsafe {
         let get = (*ffi::Py_TYPE(descr.as_ptr())).tp_descr_get.expect("a member descriptor has __get__");

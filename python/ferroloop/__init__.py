@@ -6,7 +6,7 @@
     ferroloop.install()                                         # policy, for old code
 """
 
-from ._ferroloop import Handle, TimerHandle
+from ._ferroloop import Handle, TimerHandle, __version__
 from ._loop import Loop
 from ._policy import EventLoopPolicy, install, new_event_loop, run
 

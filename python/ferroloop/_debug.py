@@ -13,8 +13,12 @@ def extract_stack():
     return format_helpers.extract_stack(sys._getframe(1))
 
 
+# asyncio's own test, without the DeprecationWarning the public name gives on 3.14+.
+iscoroutinefunction = getattr(coroutines, '_iscoroutinefunction', coroutines.iscoroutinefunction)
+
+
 def check_callback(callback, method):
-    if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+    if coroutines.iscoroutine(callback) or iscoroutinefunction(callback):
         raise TypeError(f"coroutines cannot be used with {method}()")
     if not callable(callback):
         raise TypeError(

@@ -21,6 +21,7 @@ from asyncio import coroutines, events, futures, tasks
 from asyncio import base_events as _logging_module
 
 from ._ferroloop import LoopCore
+from . import _usage_report
 from ._resolver import ResolverMixin
 from ._signals import SignalMixin
 from ._sock import SockMixin
@@ -97,6 +98,8 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
     def run_forever(self):
         self._check_closed()
         self._check_running()
+        if _usage_report.PATH is not None:
+            _usage_report.record(self)   # under `python -m ferroloop run`: ferroloop was used
         self._set_coroutine_origin_tracking(self.get_debug())
         old_agen_hooks = sys.get_asyncgen_hooks()
         try:

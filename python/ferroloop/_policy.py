@@ -48,12 +48,17 @@ def _cancel_all_tasks(loop):
 
 def run(main, *, debug=None):
     """``asyncio.run(main)`` on a new ferroloop loop."""
+    if sys.version_info >= (3, 12):
+        # asyncio.run itself: its checks, messages and shutdown, whatever the Python.
+        return asyncio.run(main, debug=debug, loop_factory=new_event_loop)
+    # asyncio.run's own first check: a Runner entered inside a running loop
+    # would fail on closing instead, with another message.
+    if events._get_running_loop() is not None:
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if sys.version_info >= (3, 11):
         with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
             return runner.run(main)
     # Python 3.9 / 3.10 have no Runner: the same steps by hand.
-    if events._get_running_loop() is not None:
-        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if not coroutines.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
     loop = new_event_loop()

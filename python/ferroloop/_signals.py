@@ -17,6 +17,8 @@ from asyncio import coroutines
 # replace it, as with the stdlib loop.
 from asyncio import unix_events as _logging_module
 
+from ._debug import iscoroutinefunction
+
 
 def _sighandler_noop(signum, frame):
     """Installed so the signal is caught; the wake-up fd does the work."""
@@ -31,7 +33,7 @@ class SignalMixin:
             raise ValueError(f'invalid signal number {sig}')
 
     def add_signal_handler(self, sig, callback, *args):
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()
