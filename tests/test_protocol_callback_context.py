@@ -24,6 +24,7 @@ class Seeing(asyncio.Protocol):
     def __init__(self):
         self.seen = {}
         self.got_data = asyncio.get_running_loop().create_future()
+        self.exited = asyncio.get_running_loop().create_future()
 
     def _see(self, name):
         self.seen.setdefault(name, VAR.get('MISSING'))
@@ -51,7 +52,7 @@ class Seeing(asyncio.Protocol):
         pass
 
     def process_exited(self):
-        pass
+        self.exited.set_result(None)
 
 
 EXPECTED = {'connection_made': 'set by the caller', 'data_received': 'set by the caller'}
@@ -159,6 +160,7 @@ def test_subprocess_protocol_sees_the_context_of_subprocess_execs_caller(loop):
             stdin=None, stderr=None)
         VAR.set('changed after the call')
         await protocol.got_data
+        await protocol.exited   # reaped: no child left running
         transport.close()
         return protocol.seen
 
