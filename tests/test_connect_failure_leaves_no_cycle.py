@@ -19,18 +19,22 @@ def _closed_port():
 def test_failed_create_connection_leaves_the_exception_unreferenced(loop):
     port = _closed_port()
 
+    caught = []   # not the task's result: the finished task would hold it
+
     async def fail():
         try:
             await loop.create_connection(asyncio.Protocol, '127.0.0.1', port)
         except OSError as exc:
-            return exc
+            caught.append(exc)
 
     gc.collect()
     gc.disable()
     try:
-        exc = run(loop, fail())
+        run(loop, fail())
+        (exc,) = caught
         assert isinstance(exc, ConnectionRefusedError)
-        referrers = [r for r in gc.get_referrers(exc) if not isinstance(r, types.FrameType)]
+        referrers = [r for r in gc.get_referrers(exc)
+                     if r is not caught and not isinstance(r, types.FrameType)]
     finally:
         gc.enable()
     assert referrers == []
