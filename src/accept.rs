@@ -4,7 +4,7 @@
 //! the socket is readable it accepts connections with `accept4`
 //! (non-blocking and close-on-exec from the start), wraps each in a
 //! `socket.socket`, and makes its protocol and transport inside a copy of the
-//! context, as asyncio's one task per accepted connection would. Like
+//! server's context, as asyncio's one task per accepted connection would. Like
 //! asyncio it takes up to `backlog` per readiness, but for TCP it asks the
 //! kernel how many are queued instead of calling `accept4` until `EAGAIN`:
 //! Linux allocates the new socket and its file before it looks at the
@@ -20,7 +20,7 @@
 
 use crate::datagram_transport::{make_address, SockAddr};
 use crate::event_loop::{fileobj_to_fd, LoopCore};
-use crate::handle::{in_context, is_fatal, Handle, NativeCallback};
+use crate::handle::{is_fatal, Handle, NativeCallback};
 use crate::os_error;
 use crate::poller::READABLE;
 use crate::sock_io::errno;
@@ -52,8 +52,12 @@ pub struct Acceptor {
     transport_class: Option<Py<PyType>>,
     /// What `_start_serving` was given, for the loop's Python paths:
     /// (protocol_factory, sock, sslcontext, server, backlog,
-    /// ssl_handshake_timeout, ssl_shutdown_timeout).
+    /// ssl_handshake_timeout, ssl_shutdown_timeout, context).
     serving: Py<PyTuple>,
+    /// Each connection runs in a copy of this context: the server's (Python
+    /// 3.15 captures it when the server is made), else the one current when
+    /// serving began, as asyncio's reader of the listening socket copies it.
+    context: Py<PyAny>,
     backlog: usize,
     /// A TCP listener, whose accept queue `TCP_INFO` reports.
     tcp: bool,
@@ -135,7 +139,7 @@ impl Acceptor {
                     &protocol,
                     &sslcontext,
                     None,
-                    Some(server_side.as_any()),
+                    server_side.as_any(),
                     None,
                     true,
                     Some(&handshake_timeout),
@@ -181,8 +185,17 @@ impl Acceptor {
             budget -= 1;
             let sock = self.wrap(py, conn)?;
             // SAFETY: a new reference or NULL with an exception set.
-            let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind();
-            in_context(py, &context, || self.connection(py, &sock, addr))?;
+            let context = unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_Copy(self.context.as_ptr()))? };
+            // SAFETY: `context` is a Context; entered and left here.
+            if unsafe { ffi::PyContext_Enter(context.as_ptr()) } != 0 {
+                return Err(PyErr::fetch(py));
+            }
+            let made = self.connection(py, &sock, addr);
+            // SAFETY: leaves the context entered above.
+            if unsafe { ffi::PyContext_Exit(context.as_ptr()) } != 0 {
+                return Err(PyErr::fetch(py));
+            }
+            made?;
             if self.tcp {
                 match queued(self.fd) {
                     Some(0) => return Ok(()),
@@ -199,13 +212,16 @@ impl Acceptor {
         visit.call(&self.protocol_factory)?;
         visit.call(&self.server)?;
         visit.call(&self.transport_class)?;
-        visit.call(&self.serving)
+        visit.call(&self.serving)?;
+        visit.call(&self.context)
     }
 }
 
 /// `loop._start_serving`: makes an `Acceptor` the reader of `sock`.
 /// `transport_class` is None when connections must take the loop's Python
-/// path (a loop subclass that makes its own transports).
+/// path (a loop subclass that makes its own transports); `context` is the
+/// server's, or None for a copy of the current one. The loop's Python paths
+/// get it back with the rest, so serving resumed after a pause keeps it.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
 fn start_accepting(
@@ -218,13 +234,27 @@ fn start_accepting(
     ssl_handshake_timeout: &Bound<'_, PyAny>,
     ssl_shutdown_timeout: &Bound<'_, PyAny>,
     transport_class: Option<Bound<'_, PyType>>,
+    context: Option<Bound<'_, PyAny>>,
 ) -> PyResult<()> {
     let py = loop_.py();
     let fd = fileobj_to_fd(sock)?;
     let (family, type_, proto) = socket_kind(sock)?;
+    let context = match context.filter(|c| !c.is_none()) {
+        Some(c) => c,
+        None => Handle::copy_current_context(py)?.into_bound(py),
+    };
     let serving = PyTuple::new(
         py,
-        [protocol_factory, sock, sslcontext, server, &backlog.into_pyobject(py)?.into_any(), ssl_handshake_timeout, ssl_shutdown_timeout],
+        [
+            protocol_factory,
+            sock,
+            sslcontext,
+            server,
+            &backlog.into_pyobject(py)?.into_any(),
+            ssl_handshake_timeout,
+            ssl_shutdown_timeout,
+            &context,
+        ],
     )?;
     let acceptor = Acceptor {
         loop_: loop_.clone().unbind(),
@@ -234,12 +264,11 @@ fn start_accepting(
         server: server.clone().unbind(),
         transport_class: transport_class.map(Bound::unbind),
         serving: serving.unbind(),
+        context: context.unbind(),
         backlog: backlog.clamp(1, i64::from(i32::MAX)) as usize,
         tcp: matches!(family, libc::AF_INET | libc::AF_INET6) && type_ & 0xf == libc::SOCK_STREAM,
     };
-    // Runs in a copy of the context where the server starts serving, so each
-    // connection's copy (below) holds what the caller of create_server set.
-    let handle = Handle::new_native_in_context(py, loop_.clone().unbind(), Py::new(py, acceptor)?)?;
+    let handle = Handle::new_native(py, loop_.clone().unbind(), Py::new(py, acceptor)?)?;
     LoopCore::watch(loop_, fd, READABLE, handle)
 }
 

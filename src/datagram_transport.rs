@@ -826,9 +826,10 @@ fn datagram_transport_core(
         },
     )?;
     core.get().bind_protocol(py, protocol);
+    let context = Handle::copy_current_context(py)?;
     let event = |writable| -> PyResult<Py<Handle>> {
         let cb = Py::new(py, DatagramEvent { core: core.clone_ref(py), writable })?;
-        Handle::new_native_in_context(py, loop_.clone().unbind(), cb)
+        Handle::new_native_in_context(py, loop_.clone().unbind(), cb, context.clone_ref(py))
     };
     let (reader, writer) = (event(false)?, event(true)?);
     core.get().st.with(py, |s| {

@@ -11,11 +11,11 @@ use crate::os_error;
 use crate::poller::{self, Events, Poller, READABLE, WRITABLE};
 use crate::timer_heap::TimerHeap;
 use crate::waker::Waker;
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyInt, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyInt, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 use std::collections::VecDeque;
 use std::ffi::CStr;
@@ -27,8 +27,8 @@ use std::time::Duration;
 /// asyncio never sleeps longer than a day in one poll.
 const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 
-static FUTURE_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static TASK_TYPE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static FUTURES_MODULE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+static TASKS_MODULE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static DEBUG_HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// `time.monotonic()`, computed the way CPython computes it.
@@ -45,6 +45,26 @@ fn clock_resolution() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
+/// `module.name`, read from the module's namespace at each call, so a
+/// replaced attribute is seen as asyncio's own `tasks.Task` lookups see it.
+fn module_attr<'py>(py: Python<'py>, cell: &PyOnceLock<Py<PyDict>>, module: &str, name: &Bound<'py, pyo3::types::PyString>) -> PyResult<Bound<'py, PyAny>> {
+    let namespace = cell.get_or_try_init(py, || py.import(module)?.dict().cast_into::<PyDict>().map(Bound::unbind).map_err(PyErr::from))?;
+    namespace
+        .bind(py)
+        .get_item(name)?
+        .ok_or_else(|| pyo3::exceptions::PyAttributeError::new_err(format!("module '{module}' has no attribute '{name}'")))
+}
+
+/// How CPython names a callable in its argument errors (`_PyObject_FunctionStr`).
+fn function_str(f: &Bound<'_, PyAny>) -> PyResult<String> {
+    let py = f.py();
+    let qualname = f.getattr(pyo3::intern!(py, "__qualname__"))?;
+    match f.getattr(pyo3::intern!(py, "__module__")) {
+        Ok(m) if !m.is_none() && m.to_string() != "builtins" => Ok(format!("{m}.{qualname}")),
+        _ => Ok(qualname.to_string()),
+    }
+}
+
 fn thread_ident() -> u64 {
     unsafe { ffi::PyThread_get_thread_ident() as u64 }
 }
@@ -54,13 +74,15 @@ fn closed_error() -> PyErr {
 }
 
 /// selectors' `_fileobj_to_fd`: an int, or an object with `fileno()`.
-pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
-    let fd: i64 = if obj.is_instance_of::<PyInt>() {
-        obj.extract()?
+/// `None` for a non-negative number past a C int, which no fd can be: the
+/// selector finds no key for it, and epoll refuses to register it.
+pub fn fd_arg(obj: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
+    let py = obj.py();
+    let as_int = if obj.is_instance_of::<PyInt>() {
+        obj.clone()
     } else {
         let invalid = || PyValueError::new_err(format!("Invalid file object: {}", obj.repr().map(|r| r.to_string()).unwrap_or_default()));
         let fileno = obj.call_method0("fileno").map_err(|e| {
-            let py = obj.py();
             if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py)
                 || e.is_instance_of::<PyTypeError>(py)
                 || e.is_instance_of::<PyValueError>(py)
@@ -70,13 +92,17 @@ pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
                 e
             }
         })?;
-        let as_int = obj.py().get_type::<PyInt>().call1((fileno,)).map_err(|_| invalid())?;
-        as_int.extract()?
+        py.get_type::<PyInt>().call1((fileno,)).map_err(|_| invalid())?
     };
-    if fd < 0 {
-        return Err(PyValueError::new_err(format!("Invalid file descriptor: {}", fd)));
+    if as_int.lt(0)? {
+        return Err(PyValueError::new_err(format!("Invalid file descriptor: {}", as_int.str()?)));
     }
-    RawFd::try_from(fd).map_err(|_| os_error::from_errno(obj.py(), libc::EBADF))
+    Ok(as_int.extract::<RawFd>().ok())
+}
+
+/// `fd_arg` for an fd about to be registered: too large is epoll's OverflowError.
+pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    fd_arg(obj)?.ok_or_else(|| PyOverflowError::new_err("Python int too large to convert to C int"))
 }
 
 /// What one fd is watched for: asyncio's (reader, writer) selector key data.
@@ -170,8 +196,8 @@ impl LoopCore {
         self.spare.with(py, |s| s.push(h));
     }
 
-    /// `create_task(coro, *, name=None, context=None)`, called by the
-    /// vectorcall entry point below.
+    /// `create_task(coro, *, name=None, context=None)` before Python 3.14,
+    /// called by the vectorcall entry point below.
     fn create_task(slf: &Bound<'_, Self>, coro: Bound<'_, PyAny>, name: Option<Bound<'_, PyAny>>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let this = slf.get();
@@ -180,7 +206,6 @@ impl LoopCore {
             return Ok(slf.call_method1("_create_task_from_factory", (factory, coro, name, context))?.unbind());
         }
         let kwargs = PyDict::new(py);
-        kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
         // Passed only when given: Python 3.9 and 3.10 tasks take no context.
         if let Some(name) = name.filter(|n| !n.is_none()) {
             kwargs.set_item(pyo3::intern!(py, "name"), name)?;
@@ -188,10 +213,36 @@ impl LoopCore {
         if let Some(context) = context.filter(|c| !c.is_none()) {
             kwargs.set_item(pyo3::intern!(py, "context"), context)?;
         }
+        Self::new_task(slf, coro, kwargs)
+    }
+
+    /// `create_task(coro, **kwargs)` from Python 3.14 on: every keyword
+    /// (`name`, `context`, `eager_start`, or the factory's own) goes to the
+    /// task factory or to `Task` unchanged.
+    fn create_task_passing_keywords(slf: &Bound<'_, Self>, coro: Bound<'_, PyAny>, kwargs: Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        if let Some(factory) = this.task_factory.with(py, |f| f.as_ref().map(|f| f.clone_ref(py))) {
+            return Ok(factory.bind(py).call((slf, coro), Some(&kwargs))?.unbind());
+        }
+        Self::new_task(slf, coro, kwargs)
+    }
+
+    /// `tasks.Task(coro, loop=self, **kwargs)`, with `Task` looked up at each
+    /// call as asyncio does (tests and tools swap in the pure-Python task).
+    fn new_task(slf: &Bound<'_, Self>, coro: Bound<'_, PyAny>, kwargs: Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let task_type = module_attr(py, &TASKS_MODULE, "asyncio.tasks", pyo3::intern!(py, "Task"))?;
+        let loop_key = pyo3::intern!(py, "loop");
+        if kwargs.contains(loop_key)? {
+            return Err(PyTypeError::new_err(format!("{}() got multiple values for keyword argument 'loop'", function_str(&task_type)?)));
+        }
+        kwargs.set_item(loop_key, slf)?;
         // In debug mode the task's `_source_traceback` ends at the caller's
         // frame: this call has none of its own to drop (asyncio's Python
         // create_task drops its own frame).
-        Ok(TASK_TYPE.import(py, "asyncio.tasks", "Task")?.call((coro,), Some(&kwargs))?.unbind())
+        Ok(task_type.call((coro,), Some(&kwargs))?.unbind())
     }
 
     /// A scheduled timer was cancelled (asyncio's `_timer_handle_cancelled`).
@@ -254,12 +305,50 @@ impl LoopCore {
         Ok(h)
     }
 
-    fn add_watch(slf: &Bound<'_, Self>, fd: RawFd, dir: u8, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
+    /// `call_at` after its None check, in asyncio's order: the loop, the
+    /// debug checks, then the time. asyncio would take a non-number and die
+    /// comparing it in the heap later; it is refused here, with a TypeError.
+    fn call_at_impl(slf: &Bound<'_, Self>, when: &Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
         let py = slf.py();
+        let this = slf.get();
+        this.check_closed(py)?;
+        if this.debug.get(py) {
+            this.debug_checks(py, &callback, "call_at", true)?;
+        }
+        let when_f: f64 = when.extract()?;
+        // TimerHandle.when() returns what was given (an int stays an int).
+        let given = (!when.is_exact_instance_of::<PyFloat>()).then(|| when.clone().unbind());
+        Self::schedule_timer(slf, when_f, given, callback, args, context)
+    }
+
+    fn add_watch(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, dir: u8, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        // asyncio checks the loop before the selector looks at the fd.
         slf.get().check_closed(py)?;
+        let fileobj = fd;
+        let fd = fileobj_to_fd(fileobj)?;
         let handle = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), None)?;
         Self::watch(slf, fd, dir, handle.clone_ref(py))?;
+        if !fileobj.is_instance_of::<PyInt>() {
+            let old = slf.get().fds.with(py, |fds| fds[fd as usize].fileobj.replace(fileobj.clone().unbind()));
+            drop(old);
+        }
         Ok(handle)
+    }
+
+    /// The fd `fileobj` stands for in a removal: `fd_arg`'s, or, once the
+    /// object is closed, the fd it was watched under (selectors' exhaustive
+    /// search for the object among their keys).
+    fn watched_fd(&self, py: Python<'_>, fileobj: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
+        fd_arg(fileobj).or_else(|e| {
+            let found = self.fds.with(py, |fds| {
+                fds.iter().position(|w| w.fileobj.as_ref().is_some_and(|o| o.is(fileobj)))
+            });
+            match found {
+                Some(fd) if e.is_instance_of::<PyValueError>(py) => Ok(Some(fd as RawFd)),
+                _ => Err(e),
+            }
+        })
     }
 
     /// Makes `handle` the reader (READABLE) or writer (WRITABLE) of `fd`,
@@ -313,37 +402,12 @@ impl LoopCore {
         old
     }
 
-    /// `add_reader` / `add_writer`: watches the fd of `fileobj` and, for an
-    /// object other than an int, remembers the object with the watch.
-    fn watch_fileobj(slf: &Bound<'_, Self>, fileobj: &Bound<'_, PyAny>, dir: u8, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
-        let py = slf.py();
-        let fd = fileobj_to_fd(fileobj)?;
-        let handle = Self::add_watch(slf, fd, dir, callback, args)?;
-        if !fileobj.is_instance_of::<PyInt>() {
-            let old = slf.get().fds.with(py, |fds| fds[fd as usize].fileobj.replace(fileobj.clone().unbind()));
-            drop(old);
-        }
-        Ok(handle)
-    }
-
-    /// The fd `fileobj` stands for in a removal: its `fileno()`, or, once it
-    /// is closed, the fd it was watched under (selectors' exhaustive search).
-    fn watched_fd(&self, py: Python<'_>, fileobj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
-        fileobj_to_fd(fileobj).or_else(|e| {
-            let found = self.fds.with(py, |fds| {
-                fds.iter().position(|w| w.fileobj.as_ref().is_some_and(|o| o.is(fileobj)))
-            });
-            match found {
-                Some(fd) if e.is_instance_of::<PyValueError>(py) => Ok(fd as RawFd),
-                _ => Err(e),
-            }
-        })
-    }
-
-    fn remove_watch(&self, py: Python<'_>, fd: RawFd, dir: u8) -> PyResult<bool> {
+    fn remove_watch(&self, py: Python<'_>, fd: &Bound<'_, PyAny>, dir: u8) -> PyResult<bool> {
         if self.closed.get(py) {
             return Ok(false);
         }
+        // An fd past a C int is registered nowhere.
+        let Some(fd) = self.watched_fd(py, fd)? else { return Ok(false) };
         match self.take_watch(py, fd, dir) {
             Some(h) => {
                 Handle::cancel(h.bind(py))?;
@@ -572,7 +636,7 @@ impl LoopCore {
         if this.debug.get(py) {
             this.debug_checks(py, &callback, "call_soon_threadsafe", false)?;
         }
-        let h = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
+        let h = Handle::new_thread_safe(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
         Handle::untrack_queued(&h);
         this.ready.with(py, |r| r.push_back(h.clone_ref(py)));
         if this.polling.load(Ordering::SeqCst) {
@@ -587,42 +651,32 @@ impl LoopCore {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let this = slf.get();
-        // asyncio's call_at(self.time() + delay): with `time` overridden, the
-        // sum keeps its own type for `when()`.
-        let (when, given) = if this.time_overridden.get(py) {
-            let when = slf.call_method0(pyo3::intern!(py, "time"))?.add(&delay)?;
-            (when.extract()?, Some(when.unbind()))
+        // asyncio's `self.time() + delay`: a float delay adds here, anything
+        // else through Python's `+`, with its errors; a patched `time` is
+        // called, and its value's own `+` decides.
+        let when = if slf.get().time_overridden.get(py) {
+            slf.call_method0(pyo3::intern!(py, "time"))?.add(&delay)?
         } else {
-            (monotonic() + delay.extract::<f64>()?, None)
+            let now = monotonic();
+            match delay.cast::<PyFloat>() {
+                Ok(f) => PyFloat::new(py, now + f.value()).into_any(),
+                Err(_) => PyFloat::new(py, now).add(&delay)?,
+            }
         };
-        this.check_closed(py)?;
-        if this.debug.get(py) {
-            // asyncio's call_later goes through call_at, whose name the error carries.
-            this.debug_checks(py, &callback, "call_at", true)?;
-        }
-        Self::schedule_timer(slf, when, given, callback, args, context)
+        Self::call_at_impl(slf, &when, callback, args, context)
     }
 
     #[pyo3(signature = (when, callback, *args, context=None))]
     fn call_at(slf: &Bound<'_, Self>, when: Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
-        let py = slf.py();
         if when.is_none() {
             return Err(PyTypeError::new_err("when cannot be None"));
         }
-        let when_f: f64 = when.extract()?;
-        let this = slf.get();
-        this.check_closed(py)?;
-        if this.debug.get(py) {
-            this.debug_checks(py, &callback, "call_at", true)?;
-        }
-        let given = (!when.is_exact_instance_of::<pyo3::types::PyFloat>()).then(|| when.unbind());
-        Self::schedule_timer(slf, when_f, given, callback, args, context)
+        Self::call_at_impl(slf, &when, callback, args, context)
     }
 
     pub fn create_future(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let fut = FUTURE_TYPE.import(py, "asyncio", "Future")?;
+        let fut = module_attr(py, &FUTURES_MODULE, "asyncio.futures", pyo3::intern!(py, "Future"))?;
         let kwargs = PyDict::new(py);
         kwargs.set_item(pyo3::intern!(py, "loop"), slf)?;
         Ok(fut.call((), Some(&kwargs))?.unbind())
@@ -662,7 +716,7 @@ impl LoopCore {
         self.debug.get(py)
     }
 
-    /// Any value, as asyncio's takes; its truth is what counts.
+    /// asyncio takes any object here and uses its truth.
     fn set_debug(&self, py: Python<'_>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
         self.debug.set(py, enabled.is_truthy()?);
         Ok(())
@@ -775,25 +829,26 @@ impl LoopCore {
 
     #[pyo3(signature = (fd, callback, *args))]
     fn _add_reader(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
-        Self::watch_fileobj(slf, fd, READABLE, callback, args)
+        Self::add_watch(slf, fd, READABLE, callback, args)
     }
 
     #[pyo3(signature = (fd, callback, *args))]
     fn _add_writer(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
-        Self::watch_fileobj(slf, fd, WRITABLE, callback, args)
+        Self::add_watch(slf, fd, WRITABLE, callback, args)
     }
 
     fn _remove_reader(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.remove_watch(py, self.watched_fd(py, fd)?, READABLE)
+        self.remove_watch(py, fd, READABLE)
     }
 
     fn _remove_writer(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.remove_watch(py, self.watched_fd(py, fd)?, WRITABLE)
+        self.remove_watch(py, fd, WRITABLE)
     }
 
     /// The (reader, writer) handles watching `fd`, for introspection.
     fn _fd_watchers(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<(Option<Py<Handle>>, Option<Py<Handle>>)> {
-        let fd = self.watched_fd(py, fd)? as usize;
+        let Some(fd) = self.watched_fd(py, fd)? else { return Ok((None, None)) };
+        let fd = fd as usize;
         Ok(self.fds.with(py, |fds| {
             fds.get(fd).map_or((None, None), |w| {
                 (w.reader.as_ref().map(|h| h.clone_ref(py)), w.writer.as_ref().map(|h| h.clone_ref(py)))
@@ -811,7 +866,7 @@ impl LoopCore {
     }
 }
 
-/// `create_task(coro, *, name=None, context=None)`.
+/// `create_task(coro, *, name=None, context=None)`, before Python 3.14.
 pub struct CreateTask;
 
 impl FastcallMethod for CreateTask {
@@ -824,6 +879,37 @@ impl FastcallMethod for CreateTask {
         let [coro, name, context] = args.bind(py, "create_task", ["coro", "name", "context"], 1)?;
         let coro = coro.ok_or_else(|| fastcall::missing("create_task", "coro"))?;
         LoopCore::create_task(&slf, coro, name, context)
+    }
+}
+
+/// `create_task(coro, **kwargs)`, from Python 3.14 on.
+pub struct CreateTaskPassingKeywords;
+
+impl FastcallMethod for CreateTaskPassingKeywords {
+    type Class = LoopCore;
+    type Output = PyAny;
+    const NAME: &'static CStr = c"create_task";
+    const DOC: &'static CStr = c"create_task($self, coro, **kwargs)\n--\n\nSchedule or begin executing a coroutine object.\n\nReturn a task object.";
+
+    unsafe fn call(py: Python<'_>, slf: Bound<'_, LoopCore>, args: FastcallArgs<'_>) -> PyResult<Py<PyAny>> {
+        let kwargs = args.keywords_dict(py)?;
+        let key = pyo3::intern!(py, "coro");
+        let coro = match args.positional {
+            [_] if kwargs.contains(key)? => {
+                return Err(PyTypeError::new_err("create_task() got multiple values for argument 'coro'"));
+            }
+            // SAFETY: a live, borrowed argument of this call.
+            [coro] => unsafe { Bound::from_borrowed_ptr(py, *coro) },
+            [] => {
+                let coro = kwargs.get_item(key)?.ok_or_else(|| fastcall::missing("create_task", "coro"))?;
+                kwargs.del_item(key)?;
+                coro
+            }
+            more => {
+                return Err(PyTypeError::new_err(format!("create_task() takes 2 positional arguments but {} were given", more.len() + 1)));
+            }
+        };
+        LoopCore::create_task_passing_keywords(&slf, coro, kwargs)
     }
 }
 

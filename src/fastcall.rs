@@ -6,7 +6,7 @@
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyDict, PyString};
 use pyo3::PyClass;
 use std::ffi::CStr;
 
@@ -64,6 +64,24 @@ impl FastcallArgs<'_> {
             bound[slot] = Some(unsafe { Bound::from_borrowed_ptr(py, value) });
         }
         Ok(bound)
+    }
+}
+
+impl<'py> FastcallArgs<'_> {
+    /// The keyword arguments as a new dict, for a `**kwargs` parameter.
+    pub fn keywords_dict(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (i, &value) in self.keywords.iter().enumerate() {
+            // SAFETY: the names tuple and the values are live, borrowed arguments of this call.
+            let (key, value) = unsafe {
+                (
+                    Bound::from_borrowed_ptr(py, ffi::PyTuple_GET_ITEM(self.kwnames, i as ffi::Py_ssize_t)),
+                    Bound::from_borrowed_ptr(py, value),
+                )
+            };
+            dict.set_item(key, value)?;
+        }
+        Ok(dict)
     }
 }
 

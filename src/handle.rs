@@ -16,6 +16,17 @@ use pyo3::{PyClass, PyClassInitializer, PyTraverseError, PyVisit};
 
 static ASYNCIO_HANDLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static ASYNCIO_TIMER_HANDLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// asyncio's `_ThreadSafeHandle` (Python 3.14 on), or None before it existed.
+static ASYNCIO_THREAD_SAFE_HANDLE: PyOnceLock<Option<Py<PyAny>>> = PyOnceLock::new();
+static RLOCK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn thread_safe_handle_class(py: Python<'_>) -> PyResult<Option<&Py<PyAny>>> {
+    let class = ASYNCIO_THREAD_SAFE_HANDLE.get_or_try_init(py, || -> PyResult<_> {
+        let events = py.import("asyncio.events")?;
+        Ok(events.getattr_opt("_ThreadSafeHandle")?.map(Bound::unbind))
+    })?;
+    Ok(class.as_ref())
+}
 
 /// asyncio's own rendering of `callback(args)` for reprs and error messages.
 /// From Python 3.13 on it shows the arguments only in debug mode.
@@ -59,6 +70,10 @@ pub struct Handle {
     /// For the loop's own native callbacks: runs the callback object
     /// straight from Rust, without Python's call protocol.
     native: Option<NativeFire>,
+    /// A `threading.RLock` for handles of `call_soon_threadsafe` where asyncio
+    /// has `_ThreadSafeHandle` (3.14 on): held while the callback runs, so a
+    /// `cancel()` or `cancelled()` from another thread waits for its end.
+    lock: GilCell<Option<Py<PyAny>>>,
 }
 
 type NativeFire = fn(&Bound<'_, PyAny>) -> PyResult<()>;
@@ -75,20 +90,6 @@ fn decref<T>(p: Option<Py<T>>) {
 /// `sock_*` operation) that a handle runs without a Python call.
 pub trait NativeCallback: PyClass<Frozen = True> + Sync {
     fn fire(&self, py: Python<'_>) -> PyResult<()>;
-}
-
-/// Runs `f` with `ctx` (a `contextvars.Context`) entered.
-pub fn in_context<R>(py: Python<'_>, ctx: &Py<PyAny>, f: impl FnOnce() -> PyResult<R>) -> PyResult<R> {
-    // SAFETY: `ctx` is a live Context; entered and left here with the GIL held.
-    if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
-        return Err(PyErr::fetch(py));
-    }
-    let out = f();
-    if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
-        let exit_err = PyErr::fetch(py);
-        return out.and(Err(exit_err));
-    }
-    out
 }
 
 fn fire_native<T: NativeCallback>(cb: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -113,7 +114,8 @@ struct Parts {
     loop_: Py<LoopCore>,
     callback: Py<PyAny>,
     args: Py<PyTuple>,
-    /// `None` for the loop's own native callbacks.
+    /// `None` for the loop's own native callbacks, unless they run
+    /// protocol code (`new_native_in_context`).
     context: Option<Py<PyAny>>,
     copied_context: bool,
     source_traceback: Option<Py<PyAny>>,
@@ -121,7 +123,7 @@ struct Parts {
 
 impl Parts {
     /// `context` None (or Python's None) means a copy of the current one;
-    /// a native callback without `native_context` gets no context at all.
+    /// a native callback gets the one it is given, if any.
     fn new(
         py: Python<'_>,
         loop_: Py<LoopCore>,
@@ -130,20 +132,8 @@ impl Parts {
         context: Option<Py<PyAny>>,
         native: bool,
     ) -> PyResult<Parts> {
-        Self::new_in(py, loop_, callback, args, context, native, false)
-    }
-
-    fn new_in(
-        py: Python<'_>,
-        loop_: Py<LoopCore>,
-        callback: Py<PyAny>,
-        args: Py<PyTuple>,
-        context: Option<Py<PyAny>>,
-        native: bool,
-        native_context: bool,
-    ) -> PyResult<Parts> {
         let (context, copied_context) = match context {
-            _ if native && !native_context => (None, false),
+            c if native => (c, false),
             Some(c) if !c.is_none(py) => (Some(c), false),
             // SAFETY: returns a new reference or NULL with an exception set.
             _ => (Some(unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind() }), true),
@@ -170,6 +160,7 @@ impl Parts {
             copied_context: GilCell::new(self.copied_context),
             untracked_args: GilCell::new(false),
             native,
+            lock: GilCell::new(None),
         }
     }
 }
@@ -191,6 +182,59 @@ impl Handle {
         // SAFETY: a spare is untracked, and new handles are tracked.
         unsafe { ffi::PyObject_GC_Track(h.as_ptr().cast()) };
         Ok(h)
+    }
+
+    /// The handle `call_soon_threadsafe` returns: with a lock where asyncio's
+    /// `_ThreadSafeHandle` has one.
+    pub fn new_thread_safe(
+        py: Python<'_>,
+        loop_: Py<LoopCore>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let h = Self::new_plain(py, loop_, callback, args, context)?;
+        if thread_safe_handle_class(py)?.is_some() {
+            let lock = RLOCK.import(py, "threading", "RLock")?.call0()?;
+            h.get().lock.replace(py, Some(lock.unbind()));
+        }
+        Ok(h)
+    }
+
+    /// `cancel()`, under the lock if the handle has one.
+    fn cancel_now(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.cancelled.get(py) {
+            return Ok(());
+        }
+        if this.when.is_some() && this.scheduled.get(py) {
+            this.owner(py).get().timer_cancelled(py);
+        }
+        this.cancelled.set(py, true);
+        if this.owner(py).get().debug(py) {
+            let r = slf.repr()?.into_any().unbind();
+            this.repr.replace(py, Some(r));
+        }
+        // Release the callback's references now, as asyncio does.
+        let cb = this.callback.take(py);
+        let args = this.args.take(py);
+        drop((cb, args));
+        Ok(())
+    }
+
+    /// Runs `f` holding the handle's lock, if it has one. Waiting for the
+    /// lock releases the GIL (it is a Python lock), so the thread holding it
+    /// can finish.
+    fn locked<T>(&self, py: Python<'_>, f: impl FnOnce() -> T) -> PyResult<T> {
+        let Some(lock) = self.lock.with(py, |l| l.as_ref().map(|l| l.clone_ref(py))) else {
+            return Ok(f());
+        };
+        let lock = lock.bind(py);
+        lock.call_method0(pyo3::intern!(py, "acquire"))?;
+        let out = f();
+        lock.call_method0(pyo3::intern!(py, "release"))?;
+        Ok(out)
     }
 
     /// The loop this handle belongs to.
@@ -234,6 +278,7 @@ impl Handle {
             this.context.take(py),
             this.repr.take(py),
             this.source_traceback.take(py),
+            this.lock.take(py),
         );
         let owner = this.loop_.take(py).expect("a handle in use has its loop");
         this.cancelled.set(py, false);
@@ -248,7 +293,8 @@ impl Handle {
         owner.get().keep_spare(py, h);
         decref(Some(owner));
         // Last: releasing these may run arbitrary Python code.
-        let (callback, args, context, repr, source_traceback) = old;
+        let (callback, args, context, repr, source_traceback, lock) = old;
+        decref(lock);
         decref(callback);
         decref(args);
         decref(context);
@@ -264,13 +310,20 @@ impl Handle {
         Py::new(py, parts.into_handle(None, Some(fire_native::<T>)))
     }
 
-    /// A handle for a native callback that calls a protocol (a transport's
-    /// reader or writer, a server's acceptor): it runs in a copy of the
-    /// context current now, where the transport or server is made, as
-    /// asyncio's reader handles do.
-    pub fn new_native_in_context<T: NativeCallback>(py: Python<'_>, loop_: Py<LoopCore>, callback: Py<T>) -> PyResult<Py<Handle>> {
-        let parts = Parts::new_in(py, loop_, callback.into_any(), PyTuple::empty(py).unbind(), None, true, true)?;
+    /// A handle for a transport's native reader or writer, which calls the
+    /// protocol (`data_received`, ...): it fires inside `context`, the
+    /// connection's own, as asyncio's reader handles run in the context
+    /// copied when the transport began; so what a protocol sets there
+    /// stays with its connection.
+    pub fn new_native_in_context<T: NativeCallback>(py: Python<'_>, loop_: Py<LoopCore>, callback: Py<T>, context: Py<PyAny>) -> PyResult<Py<Handle>> {
+        let parts = Parts::new(py, loop_, callback.into_any(), PyTuple::empty(py).unbind(), Some(context), true)?;
         Py::new(py, parts.into_handle(None, Some(fire_native::<T>)))
+    }
+
+    /// A copy of the current context, for `new_native_in_context`.
+    pub fn copy_current_context(py: Python<'_>) -> PyResult<Py<PyAny>> {
+        // SAFETY: returns a new reference or NULL with an exception set.
+        Ok(unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())? }.unbind())
     }
 
     pub fn new_timer(
@@ -367,6 +420,24 @@ impl Handle {
     #[inline]
     pub fn run(slf: &Bound<'_, Handle>) -> Result<(), RunError> {
         let py = slf.py();
+        if slf.get().lock.with(py, |l| l.is_none()) {
+            return Self::run_callback(slf);
+        }
+        // Cancelled while the loop waited for the lock: the callback is gone
+        // and nothing runs.
+        match slf.get().locked(py, || Self::run_callback(slf)) {
+            Ok(outcome) => outcome,
+            Err(e) if is_fatal(py, &e) => Err(RunError::Fatal(e)),
+            Err(e) => {
+                e.write_unraisable(py, Some(slf.as_any()));
+                Ok(())
+            }
+        }
+    }
+
+    #[inline]
+    fn run_callback(slf: &Bound<'_, Handle>) -> Result<(), RunError> {
+        let py = slf.py();
         let this = slf.get();
         // Own references for the call: the callback may cancel its own handle.
         // Raw counts, as PyO3's owned handles check the GIL on every drop.
@@ -375,10 +446,18 @@ impl Handle {
                 return Ok(());
             };
             let ctx = this.context.with(py, |c| c.as_ref().map(|c| c.clone_ref(py)));
-            let fired = match &ctx {
-                None => fire(cb.bind(py)),
-                Some(ctx) => in_context(py, ctx, || fire(cb.bind(py))),
-            };
+            // SAFETY: `ctx` is a Context, entered and left around the call.
+            if let Some(ctx) = &ctx {
+                if unsafe { ffi::PyContext_Enter(ctx.as_ptr()) } != 0 {
+                    return Self::failed(slf, cb, None, PyErr::fetch(py));
+                }
+            }
+            let fired = fire(cb.bind(py));
+            if let Some(ctx) = &ctx {
+                if unsafe { ffi::PyContext_Exit(ctx.as_ptr()) } != 0 {
+                    return Self::failed(slf, cb, None, PyErr::fetch(py));
+                }
+            }
             return match fired {
                 Ok(()) => Ok(()),
                 Err(err) => Self::failed(slf, cb, None, err),
@@ -486,7 +565,8 @@ impl Handle {
     fn repr_info(slf: &Bound<'_, Handle>) -> PyResult<Vec<String>> {
         let py = slf.py();
         let this = slf.get();
-        let mut info = vec![slf.get_type().name()?.to_string()];
+        let name = if this.lock.with(py, |l| l.is_some()) { "_ThreadSafeHandle".to_string() } else { slf.get_type().name()?.to_string() };
+        let mut info = vec![name];
         if this.cancelled.get(py) {
             info.push("cancelled".into());
         }
@@ -520,6 +600,7 @@ impl Drop for Handle {
         decref(self.repr.get_mut().take());
         decref(self.source_traceback.get_mut().take());
         decref(self.loop_.get_mut().take());
+        decref(self.lock.get_mut().take());
     }
 }
 
@@ -550,28 +631,11 @@ impl Handle {
     }
 
     pub fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        if this.cancelled.get(py) {
-            return Ok(());
-        }
-        if this.when.is_some() && this.scheduled.get(py) {
-            this.owner(py).get().timer_cancelled(py);
-        }
-        this.cancelled.set(py, true);
-        if this.owner(py).get().debug(py) {
-            let r = slf.repr()?.into_any().unbind();
-            this.repr.replace(py, Some(r));
-        }
-        // Release the callback's references now, as asyncio does.
-        let cb = this.callback.take(py);
-        let args = this.args.take(py);
-        drop((cb, args));
-        Ok(())
+        slf.get().locked(slf.py(), || Self::cancel_now(slf))?
     }
 
-    fn cancelled(&self, py: Python<'_>) -> bool {
-        self.cancelled.get(py)
+    fn cancelled(&self, py: Python<'_>) -> PyResult<bool> {
+        self.locked(py, || self.cancelled.get(py))
     }
 
     fn get_context(&self, py: Python<'_>) -> Option<Py<PyAny>> {
@@ -622,6 +686,11 @@ impl Handle {
     /// ours (a native class cannot subclass the Python ones).
     #[getter]
     fn __class__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if self.lock.with(py, |l| l.is_some()) {
+            if let Some(class) = thread_safe_handle_class(py)? {
+                return Ok(class.clone_ref(py));
+            }
+        }
         let cell = if self.when.is_some() { &ASYNCIO_TIMER_HANDLE } else { &ASYNCIO_HANDLE };
         let name = if self.when.is_some() { "TimerHandle" } else { "Handle" };
         Ok(cell.import(py, "asyncio.events", name)?.clone().unbind())

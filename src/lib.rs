@@ -31,7 +31,11 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     handle::register(m)?;
     m.add_class::<event_loop::LoopCore>()?;
     fastcall::install::<event_loop::CallSoon>(m.py())?;
-    fastcall::install::<event_loop::CreateTask>(m.py())?;
+    if m.py().version_info() >= (3, 14) {
+        fastcall::install::<event_loop::CreateTaskPassingKeywords>(m.py())?;
+    } else {
+        fastcall::install::<event_loop::CreateTask>(m.py())?;
+    }
     sock_ops::register(m)?;
     transport_core::register(m)?;
     stream_transport::register(m)?;

@@ -446,7 +446,7 @@ fn read_pipe_core(
     )?;
     core.get().set_protocol(py, protocol);
     let cb = Py::new(py, ReadPipeEvent { core: core.clone_ref(py) })?;
-    let reader = Handle::new_native_in_context(py, loop_.clone().unbind(), cb)?;
+    let reader = Handle::new_native_in_context(py, loop_.clone().unbind(), cb, Handle::copy_current_context(py)?)?;
     core.get().st.with(py, |s| s.reader = Some(reader));
     Ok(core)
 }
@@ -865,9 +865,10 @@ fn write_pipe_core(
             st: GilCell::new(state),
         },
     )?;
+    let context = Handle::copy_current_context(py)?;
     let event = |peer| -> PyResult<Py<Handle>> {
         let cb = Py::new(py, WritePipeEvent { core: core.clone_ref(py), peer })?;
-        Handle::new_native_in_context(py, loop_.clone().unbind(), cb)
+        Handle::new_native_in_context(py, loop_.clone().unbind(), cb, context.clone_ref(py))
     };
     let (peer_watch, writer) = (event(true)?, event(false)?);
     core.get().st.with(py, |s| {

@@ -16,6 +16,7 @@ use crate::sock_io::{try_recv, try_send, Attempt, HeldBuffer};
 use crate::poller::{READABLE, WRITABLE};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyInt};
 use pyo3::{PyTraverseError, PyVisit};
 use std::os::fd::RawFd;
 
@@ -120,18 +121,28 @@ fn checked_fd(py: Python<'_>, fd: RawFd) -> PyResult<RawFd> {
 }
 
 /// `sock.recv(n)` now if data is there (returns bytes), else a future for it.
+/// None when `n` is not an int a C `ssize_t` holds: the caller's `sock.recv`
+/// then raises the error Python gives.
 #[pyfunction]
-fn sock_recv_start(loop_: &Bound<'_, LoopCore>, fd: RawFd, n: isize) -> PyResult<Py<PyAny>> {
+fn sock_recv_start(loop_: &Bound<'_, LoopCore>, fd: RawFd, n: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
     let py = loop_.py();
-    loop_.get().check_closed(py)?;
+    let Some(n) = n.cast::<PyInt>().ok().and_then(|n| n.extract::<isize>().ok()) else { return Ok(None) };
     if n < 0 {
         return Err(PyValueError::new_err("negative buffersize in recv"));
     }
+    if n == 0 {
+        // socket.recv(0) answers b'' without looking at the socket.
+        return Ok(Some(PyBytes::new(py, b"").into_any().unbind()));
+    }
     let fd = checked_fd(py, fd)?;
     match try_recv(py, fd, n as usize) {
-        Attempt::Done(data) => Ok(data.into_any()),
+        Attempt::Done(data) => Ok(Some(data.into_any())),
         Attempt::Failed(e) => Err(e),
-        Attempt::NotReady => SockOp::register(loop_, fd, Op::Recv { n: n as usize }),
+        // asyncio looks at the loop only when it has to wait.
+        Attempt::NotReady => {
+            loop_.get().check_closed(py)?;
+            SockOp::register(loop_, fd, Op::Recv { n: n as usize }).map(Some)
+        }
     }
 }
 
@@ -140,7 +151,6 @@ fn sock_recv_start(loop_: &Bound<'_, LoopCore>, fd: RawFd, n: isize) -> PyResult
 #[pyfunction]
 fn sock_sendall_start(loop_: &Bound<'_, LoopCore>, fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
     let py = loop_.py();
-    loop_.get().check_closed(py)?;
     let held = HeldBuffer::get(data)?;
     let fd = checked_fd(py, fd)?;
     let sent = match try_send(py, fd, held.bytes()) {
@@ -151,6 +161,8 @@ fn sock_sendall_start(loop_: &Bound<'_, LoopCore>, fd: RawFd, data: &Bound<'_, P
     if sent == held.bytes().len() {
         return Ok(None);
     }
+    // asyncio looks at the loop only when it has to wait.
+    loop_.get().check_closed(py)?;
     SockOp::register(loop_, fd, Op::SendAll { data: held, pos: GilCell::new(sent) }).map(Some)
 }
 

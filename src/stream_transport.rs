@@ -455,10 +455,9 @@ impl StreamTransportCore {
         let py = slf.py();
         let this = slf.get();
         if !(data.is_instance_of::<PyBytes>() || data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>()) {
-            return Err(PyTypeError::new_err(format!(
-                "data argument must be a bytes-like object, not {}",
-                data.get_type().name()?.repr()?
-            )));
+            // asyncio's words, which depend on the Python (3.14 names the types).
+            let prefix = py.import("ferroloop._transports")?.getattr("WRITE_TYPE_PREFIX")?;
+            return Err(PyTypeError::new_err(format!("{}{}", prefix.str()?, data.get_type().name()?.repr()?)));
         }
         let (eof, sendfile, lost, pending) =
             this.st.with(py, |s| (s.eof, s.empty_waiter.is_some(), s.conn_lost, s.pending()));
@@ -652,9 +651,10 @@ fn new_core(
     };
     let core = Py::new(py, StreamTransportCore { loop_: loop_.clone().unbind(), fd, st: GilCell::new(state) })?;
     core.get().bind_protocol(py, protocol)?;
+    let context = Handle::copy_current_context(py)?;
     let event = |writable| -> PyResult<Py<Handle>> {
         let cb = Py::new(py, TransportEvent { core: core.clone_ref(py), writable })?;
-        Handle::new_native_in_context(py, loop_.clone().unbind(), cb)
+        Handle::new_native_in_context(py, loop_.clone().unbind(), cb, context.clone_ref(py))
     };
     let (reader, writer) = (event(false)?, event(true)?);
     core.get().st.with(py, |s| {

@@ -417,11 +417,7 @@ impl TLSProtocolCore {
             return Self::abort(slf, py.None().into_bound(py));
         }
         this.set_phase(py, Phase::Flushing)?;
-        let handle = this.loop_.bind(py).call_method1(
-            intern!(py, "call_later"),
-            (this.shutdown_timeout.bind(py), slf.getattr(intern!(py, "_check_shutdown_timeout"))?),
-        )?;
-        drop(this.st.with(py, |s| s.obj.shutdown_timeout_handle.replace(handle.unbind())));
+        Self::start_shutdown_timeout(slf)?;
         Self::do_flush(slf)
     }
 
@@ -457,14 +453,32 @@ impl TLSProtocolCore {
     fn on_shutdown_complete(slf: &Bound<'_, Self>, exc: Option<PyErr>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        this.cancel_timeouts(py, false, true)?;
-        match exc {
-            Some(e) => Self::fatal_error(slf, e.value(py).as_any(), "Fatal error on transport"),
-            None => match obj!(this, py, transport) {
-                Some(t) => this.call_soon(py, t.bind(py).getattr(intern!(py, "close"))?, None),
-                None => Ok(()),
-            },
+        if let Some(e) = exc {
+            this.cancel_timeouts(py, false, true)?;
+            return Self::fatal_error(slf, e.value(py).as_any(), "Fatal error on transport");
         }
+        // The transport's close() first flushes its write buffer, which a
+        // peer that does not read can hold up forever: the shutdown timeout
+        // stays (or starts, when the peer began the shutdown) until
+        // connection_lost, as in asyncio from 3.14 on.
+        if this.st.with(py, |s| s.obj.shutdown_timeout_handle.is_none()) {
+            Self::start_shutdown_timeout(slf)?;
+        }
+        match obj!(this, py, transport) {
+            Some(t) => this.call_soon(py, t.bind(py).getattr(intern!(py, "close"))?, None),
+            None => Ok(()),
+        }
+    }
+
+    fn start_shutdown_timeout(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let handle = this.loop_.bind(py).call_method1(
+            intern!(py, "call_later"),
+            (this.shutdown_timeout.bind(py), slf.getattr(intern!(py, "_check_shutdown_timeout"))?),
+        )?;
+        drop(this.st.with(py, |s| s.obj.shutdown_timeout_handle.replace(handle.unbind())));
+        Ok(())
     }
 
     fn abort(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
@@ -1044,6 +1058,10 @@ impl TLSProtocolCore {
     }
 
     fn _write_appdata(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        // A closed layer drops the data without iterating it, as asyncio's.
+        if matches!(slf.get().phase(slf.py()), Phase::Flushing | Phase::Shutdown | Phase::Unwrapped) {
+            return Self::write_appdata(slf, std::iter::empty());
+        }
         Self::write_appdata(slf, list_of_data.try_iter()?)
     }
 
@@ -1106,6 +1124,15 @@ impl TLSProtocolCore {
         let msg = format!("SSL handshake is taking longer than {} seconds: aborting the connection", timeout);
         let exc = PyConnectionAbortedError::new_err(msg).into_value(py).into_bound(py).into_any();
         Self::fatal_error(slf, &exc, "Fatal error on transport")
+    }
+
+    /// Whether the transport underneath is closing (the application's
+    /// transport says it is closing then too, from Python 3.14 on).
+    fn _is_transport_closing(&self, py: Python<'_>) -> PyResult<bool> {
+        match obj!(self, py, transport) {
+            Some(t) => t.bind(py).call_method0(intern!(py, "is_closing"))?.is_truthy(),
+            None => Ok(false),
+        }
     }
 
     fn _check_shutdown_timeout(slf: &Bound<'_, Self>) -> PyResult<()> {
@@ -1181,6 +1208,13 @@ impl TLSProtocolCore {
         obj!(self, py, sslobj)
     }
 
+    /// The incoming `MemoryBIO`, which `start_tls` fills with what a
+    /// stream reader had already received.
+    #[getter]
+    fn _incoming(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        obj!(self, py, incoming)
+    }
+
     #[getter]
     fn _extra(&self, py: Python<'_>) -> Option<Py<PyDict>> {
         obj!(self, py, extra)
@@ -1208,11 +1242,6 @@ impl TLSProtocolCore {
     #[getter]
     fn _loop(&self, py: Python<'_>) -> Py<LoopCore> {
         self.loop_.clone_ref(py)
-    }
-
-    #[getter]
-    fn _incoming(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        obj!(self, py, incoming)
     }
 
     #[getter]
@@ -1317,7 +1346,7 @@ static CREATE_TRANSPORT_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// with its `SSLTransport`, after asyncio's checks, defaults and errors.
 /// Native because a TLS server builds one per connection.
 #[pyfunction]
-#[pyo3(signature = (loop_, app_protocol, sslcontext, waiter, server_side=None, server_hostname=None,
+#[pyo3(signature = (loop_, app_protocol, sslcontext, waiter, server_side, server_hostname=None,
                     call_connection_made=true, ssl_handshake_timeout=None, ssl_shutdown_timeout=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn new_ssl_protocol<'py>(
@@ -1325,17 +1354,17 @@ pub fn new_ssl_protocol<'py>(
     app_protocol: &Bound<'py, PyAny>,
     sslcontext: &Bound<'py, PyAny>,
     waiter: Option<&Bound<'py, PyAny>>,
-    server_side: Option<&Bound<'py, PyAny>>,
+    server_side: &Bound<'py, PyAny>,
     server_hostname: Option<&Bound<'py, PyAny>>,
     call_connection_made: bool,
     ssl_handshake_timeout: Option<&Bound<'py, PyAny>>,
     ssl_shutdown_timeout: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = loop_.py();
-    let server_side = match server_side {
-        Some(s) => s.is_truthy()?,
-        None => false,
-    };
+    // The object itself goes to `wrap_bio`, which refuses what asyncio's
+    // call of it refuses; everything else wants its truth.
+    let server_side_arg = server_side;
+    let server_side = server_side.is_truthy()?;
     let memory_bio = imported(py, &MEMORY_BIO, "ssl", "MemoryBIO").map_err(|_| PyRuntimeError::new_err("stdlib ssl module not available"))?;
     let handshake_timeout = positive_or_default(py, ssl_handshake_timeout, &DEFAULT_HANDSHAKE_TIMEOUT, "ssl_handshake_timeout", "SSL_HANDSHAKE_TIMEOUT")?;
     let shutdown_timeout = positive_or_default(py, ssl_shutdown_timeout, &DEFAULT_SHUTDOWN_TIMEOUT, "ssl_shutdown_timeout", "SSL_SHUTDOWN_TIMEOUT")?;
@@ -1351,7 +1380,7 @@ pub fn new_ssl_protocol<'py>(
         Some(h) if !server_side && h.is_truthy()? => Some(h),
         _ => None,
     };
-    let sslobj = wrap_bio(&sslcontext, &incoming, &outgoing, server_side, hostname)?;
+    let sslobj = wrap_bio(&sslcontext, &incoming, &outgoing, server_side_arg, hostname)?;
     let protocol = imported(py, &SSL_PROTOCOL, "ferroloop._tls", "SSLProtocol")?.call1((
         loop_,
         app_protocol,
@@ -1401,15 +1430,20 @@ fn wrap_bio<'py>(
     ctx: &Bound<'py, PyAny>,
     incoming: &Bound<'py, PyAny>,
     outgoing: &Bound<'py, PyAny>,
-    server_side: bool,
+    server_side: &Bound<'py, PyAny>,
     hostname: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = ctx.py();
     let ssl_object = imported(py, &SSL_OBJECT, "ssl", "SSLObject")?;
     let cls = ctx.get_type();
+    // `wrap_bio` first: an object that is no context fails on it, as in asyncio.
     let stock = hostname.is_none()
-        && cls.getattr(intern!(py, "sslobject_class"))?.is(ssl_object)
-        && cls.getattr(intern!(py, "wrap_bio"))?.is(imported(py, &SSL_CONTEXT, "ssl", "SSLContext")?.getattr(intern!(py, "wrap_bio"))?);
+        && cls.getattr(intern!(py, "wrap_bio")).is_ok_and(|w| {
+            imported(py, &SSL_CONTEXT, "ssl", "SSLContext")
+                .and_then(|c| c.getattr(intern!(py, "wrap_bio")))
+                .is_ok_and(|stock| w.is(&stock))
+        })
+        && cls.getattr(intern!(py, "sslobject_class"))?.is(ssl_object);
     let kwargs = PyDict::new(py);
     if !stock {
         kwargs.set_item(intern!(py, "server_side"), server_side)?;

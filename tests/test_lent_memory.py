@@ -27,12 +27,12 @@ from test_tls import certs, client_ctx, loop, server_ctx  # noqa: F401  (fixture
 MESSAGES = [bytes([i % 251]) * (700 + 97 * i) for i in range(50)]
 
 
-async def echo_each_message(loop, server_ctx, client_ctx, server_protocol):
-    """A TLS server with ``server_protocol``; sends MESSAGES one at a time, each echoed."""
+async def echo_each_message(loop, server_protocol, server_ctx=None, client_ctx=None):
+    """A server with ``server_protocol`` (TLS with contexts); sends MESSAGES one at a time, each echoed."""
     server = await loop.create_server(server_protocol, '127.0.0.1', 0, ssl=server_ctx)
     port = server.sockets[0].getsockname()[1]
     reader, writer = await asyncio.open_connection('127.0.0.1', port, ssl=client_ctx,
-                                                   server_hostname='localhost')
+                                                   server_hostname='localhost' if client_ctx else None)
     for message in MESSAGES:
         writer.write(message)
         assert await reader.readexactly(len(message)) == message
@@ -82,7 +82,7 @@ SSLOBJECT_SCRIPT = textwrap.dedent('''
 
     def serve():
         loop = ferroloop.new_event_loop() if kind == 'ferroloop' else asyncio.SelectorEventLoop()
-        loop.run_until_complete(asyncio.wait_for(echo_each_message(loop, server_ctx, client_ctx, Echo), 20))
+        loop.run_until_complete(asyncio.wait_for(echo_each_message(loop, Echo, server_ctx, client_ctx), 20))
         loop.close()
 
     thread = threading.Thread(target=serve)
@@ -125,7 +125,7 @@ def assert_unchanged(kept):
 
 def test_bytes_kept_from_tls_data_received_stay_what_arrived(loop, server_ctx, client_ctx):
     kept = []
-    run(loop, echo_each_message(loop, server_ctx, client_ctx, lambda: KeepsEverything(kept)), 30)
+    run(loop, echo_each_message(loop, lambda: KeepsEverything(kept), server_ctx, client_ctx), 30)
     assert_unchanged(kept)
 
 
@@ -178,26 +178,13 @@ class KeepsEveryBuffer(asyncio.BufferedProtocol):
 
 def test_buffered_protocol_buffers_over_tls_keep_what_was_written_into_them(loop, server_ctx, client_ctx):
     filled = []
-    run(loop, echo_each_message(loop, server_ctx, client_ctx, lambda: KeepsEveryBuffer(filled, True)), 30)
+    run(loop, echo_each_message(loop, lambda: KeepsEveryBuffer(filled, True), server_ctx, client_ctx), 30)
     assert all(data == copy for data, copy, _ in filled)
     assert b''.join(data for data, _, _ in filled) == b''.join(MESSAGES)
 
 
 def test_buffered_protocol_buffers_over_tcp_keep_what_was_written_into_them(loop):
     filled = []
-
-    async def main():
-        server = await loop.create_server(lambda: KeepsEveryBuffer(filled, True), '127.0.0.1', 0)
-        port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection('127.0.0.1', port)
-        for message in MESSAGES:
-            writer.write(message)
-            assert await reader.readexactly(len(message)) == message
-        writer.close()
-        await writer.wait_closed()
-        server.close()
-        await server.wait_closed()
-
-    run(loop, main())
+    run(loop, echo_each_message(loop, lambda: KeepsEveryBuffer(filled, True)), 30)
     assert all(data == copy for data, copy, _ in filled)
     assert b''.join(data for data, _, _ in filled) == b''.join(MESSAGES)

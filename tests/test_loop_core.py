@@ -449,7 +449,9 @@ def test_create_task_takes_coro_by_keyword_and_rejects_bad_calls_like_asyncio(an
         any_loop.create_task()
     with pytest.raises(TypeError, match=r"create_task\(\) takes 2 positional arguments but 3 were given"):
         any_loop.create_task(None, None)
-    with pytest.raises(TypeError, match=r"create_task\(\) got an unexpected keyword argument 'nme'"):
+    # From 3.14 on create_task passes every keyword on, and Task refuses it.
+    refuser = 'Task' if sys.version_info >= (3, 14) else 'create_task'
+    with pytest.raises(TypeError, match=rf"{refuser}\(\) got an unexpected keyword argument 'nme'"):
         any_loop.create_task(None, nme='x')
     with pytest.raises(TypeError, match=r"create_task\(\) got multiple values for argument 'coro'"):
         any_loop.create_task(None, coro=None)
@@ -471,6 +473,209 @@ def test_task_factory_is_used_and_can_be_reset(any_loop):
     assert any_loop.get_task_factory() is None
     with pytest.raises(TypeError, match='task factory must be a callable or None'):
         any_loop.set_task_factory(1)
+
+
+needs_314 = pytest.mark.skipif(sys.version_info < (3, 14), reason='Python 3.14 feature')
+
+
+@needs_314
+def test_create_task_passes_every_keyword_to_the_task_factory(any_loop):
+    seen = []
+
+    def factory(lp, coro, **kwargs):
+        seen.append(dict(kwargs))
+        del kwargs['label']
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    async def answer():
+        return 42
+
+    any_loop.set_task_factory(factory)
+    task = any_loop.create_task(answer(), name='n', eager_start=False, label='mine')
+    assert seen == [{'name': 'n', 'eager_start': False, 'label': 'mine'}]
+    assert task.get_name() == 'n'
+    assert any_loop.run_until_complete(task) == 42
+
+
+@needs_314
+def test_create_task_eager_start_runs_the_first_step_at_once(any_loop):
+    steps = []
+
+    async def body():
+        steps.append('first step')
+        await asyncio.sleep(0)
+        steps.append('second step')
+        return 'done'
+
+    async def main():
+        eager = any_loop.create_task(body(), eager_start=True)
+        assert steps == ['first step']
+        lazy = any_loop.create_task(body(), eager_start=False)
+        assert steps == ['first step']
+        return await eager, await lazy
+
+    assert any_loop.run_until_complete(main()) == ('done', 'done')
+    with pytest.raises(TypeError, match=r"got multiple values for keyword argument 'loop'"):
+        any_loop.create_task(body(), loop=any_loop)
+
+
+def test_create_task_and_future_use_asyncio_task_and_future_as_they_are_now(any_loop, monkeypatch):
+    # asyncio looks tasks.Task / futures.Future up at each call; tests and
+    # tools swap in the pure-Python classes.
+    monkeypatch.setattr(asyncio.tasks, 'Task', asyncio.tasks._PyTask)
+    monkeypatch.setattr(asyncio.futures, 'Future', asyncio.futures._PyFuture)
+
+    async def answer():
+        return 42
+
+    task = any_loop.create_task(answer())
+    assert type(task) is asyncio.tasks._PyTask
+    assert type(any_loop.create_future()) is asyncio.futures._PyFuture
+    assert any_loop.run_until_complete(task) == 42
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason='asyncio 3.12 runs the handler in the context')
+@pytest.mark.parametrize('source', ['callback', 'task'])
+def test_exception_handler_runs_in_the_context_of_what_failed(any_loop, source):
+    var = contextvars.ContextVar('var', default='outside')
+    seen = []
+    any_loop.set_exception_handler(lambda lp, context: seen.append((var.get(), type(context['exception']))))
+
+    def callback():
+        var.set('inside')
+        1 / 0
+
+    async def coro():
+        callback()
+
+    async def main():
+        if source == 'callback':
+            any_loop.call_soon(callback)
+        else:
+            any_loop.create_task(coro())  # dropped unretrieved: reported when freed
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        gc.collect()
+
+    any_loop.run_until_complete(main())
+    assert seen == [('inside', ZeroDivisionError)]
+
+
+@needs_314
+def test_threadsafe_handle_cancel_from_another_thread_waits_for_the_running_callback(any_loop):
+    started, finished = threading.Event(), threading.Event()
+    outcome = {}
+
+    def callback():
+        started.set()
+        time.sleep(0.2)  # the GIL is released: the other thread goes on
+        finished.set()
+
+    def other_thread():
+        handle = any_loop.call_soon_threadsafe(callback)
+        outcome['is threadsafe handle'] = isinstance(handle, asyncio.events._ThreadSafeHandle)
+        started.wait(10)
+        outcome['cancelled'] = handle.cancelled()  # waits for the callback
+        outcome['finished first'] = finished.is_set()
+        handle.cancel()
+        any_loop.call_soon_threadsafe(any_loop.stop)
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    any_loop.run_forever()
+    t.join(10)
+    assert outcome == {'is threadsafe handle': True, 'cancelled': False, 'finished first': True}
+
+
+@needs_314
+def test_threadsafe_handle_cancelled_before_it_runs_never_runs(any_loop):
+    ran = []
+    gate = threading.Event()
+
+    def other_thread():
+        handle = any_loop.call_soon_threadsafe(ran.append, 'ran')
+        handle.cancel()
+        gate.set()
+        any_loop.call_soon_threadsafe(any_loop.stop)
+
+    any_loop.call_soon(gate.wait, 10)  # the loop is busy until then
+    t = threading.Thread(target=other_thread)
+    t.start()
+    any_loop.run_forever()
+    t.join(10)
+    assert ran == []
+
+
+@needs_314
+def test_capture_call_graph_follows_tasks_and_task_groups(any_loop):
+    def describe(graph):
+        return (graph.future.get_name(),
+                [getattr(f.frame, 'f_code', None) and f.frame.f_code.co_name for f in graph.call_stack],
+                [describe(g) for g in graph.awaited_by])
+
+    captured = {}
+
+    async def leaf():
+        captured['graph'] = asyncio.capture_call_graph()
+        await asyncio.sleep(0)
+
+    async def group():
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(leaf(), name='leaf')
+
+    async def main():
+        await asyncio.create_task(group(), name='group')
+
+    any_loop.run_until_complete(any_loop.create_task(main(), name='main'))
+    name, stack, awaited_by = describe(captured['graph'])
+    assert (name, stack) == ('leaf', ['leaf'])
+    assert [a[0] for a in awaited_by] == ['group']
+    assert [a[0] for a in awaited_by[0][2]] == ['main']
+
+
+def _asyncio_tool_output(tool, loop_kind, tmp_path):
+    """`python -m asyncio TOOL PID` on a program whose tasks wait in a
+    TaskGroup, run on the given loop; the addresses and pids left out."""
+    import re
+    import subprocess
+    import textwrap
+    script = tmp_path / f'{loop_kind}_tasks.py'
+    script.write_text(textwrap.dedent(f"""\
+        import asyncio, sys, ferroloop
+        async def leaf():
+            await asyncio.sleep(60)
+        async def worker():
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(leaf(), name='leaf-a')
+                tg.create_task(leaf(), name='leaf-b')
+        async def main():
+            task = asyncio.create_task(worker(), name='worker')
+            await asyncio.sleep(0)
+            print('ready', flush=True)
+            await task
+        {'ferroloop.run' if loop_kind == 'ferroloop' else 'asyncio.run'}(main())
+        """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == 'ready\n'
+        out = subprocess.run([sys.executable, '-m', 'asyncio', tool, str(proc.pid)],
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    if out.returncode != 0:
+        pytest.skip(f'python -m asyncio {tool} cannot inspect here: {out.stderr.strip()[-200:]}')
+    text = out.stdout.replace(str(script), 'SCRIPT').replace(str(proc.pid), 'PID')
+    return sorted(re.sub(r'0x[0-9a-f]+|^\d+', 'X', line).rstrip() for line in text.splitlines())
+
+
+@needs_314
+@pytest.mark.parametrize('tool', ['ps', 'pstree'])
+def test_python_m_asyncio_ps_and_pstree_show_ferroloop_tasks_as_asyncios(tool, tmp_path):
+    ferro = _asyncio_tool_output(tool, 'ferroloop', tmp_path)
+    assert any('leaf-a' in line for line in ferro)
+    assert ferro == _asyncio_tool_output(tool, 'asyncio', tmp_path)
 
 
 def test_gather_of_sleeping_tasks_runs_them_concurrently(loop):

@@ -15,14 +15,16 @@ import os
 import signal
 import socket
 import ssl
+import sys
 import threading
 import time
 
 import pytest
 
 import ferroloop
+import ferroloop
 import ferroloop._sock
-from support import recv_exactly
+from support import loops, recv_exactly
 
 LOOP_FACTORIES = {
     'ferroloop': ferroloop.new_event_loop,
@@ -1003,6 +1005,25 @@ def test_sock_sendfile_falls_back_for_a_file_without_fileno(loop, sendfile_calls
     assert sendfile_calls == []  # read and sent through sock_sendall instead
 
 
+@pytest.mark.parametrize('offset', [0, 3, 6])
+@pytest.mark.parametrize('fallback', [False, True])
+def test_sock_sendfile_reads_from_the_offset_and_leaves_the_file_after_it(
+        loop, tmp_path, tcp, offset, fallback):
+    if fallback and sys.version_info < (3, 14):
+        pytest.skip('before 3.14 the fallback reads offset 0 from where the file is')
+    path = tmp_path / 'six'
+    path.write_bytes(b'abcdef')
+    if fallback:
+        async def unavailable(sock, file, offset, count):
+            raise asyncio.SendfileNotAvailableError()
+        loop._sock_sendfile_native = unavailable
+    with open(path, 'rb') as f:
+        f.seek(6)  # where a writer would have left it
+        sent, received = _sendfile(loop, tcp[0], tcp[1], f, 6 - offset, offset=offset)
+        assert f.tell() == 6
+    assert (sent, received) == (6 - offset, b'abcdef'[offset:])
+
+
 def test_sock_sendfile_without_fallback_raises_sendfile_not_available(loop, tcp):
     with pytest.raises(asyncio.SendfileNotAvailableError, match='^not a regular file$'):
         run(loop, loop.sock_sendfile(tcp[0], io.BytesIO(b'data'), fallback=False))
@@ -1036,6 +1057,13 @@ class PipeReader:
         os.close(self.fd)
 
 
+# asyncio 3.14 seeks the file after a failed os.sendfile even when it sent
+# nothing, and a pipe cannot seek: the call fails with ESPIPE there.
+pipe_sendfile_loops = loops(asyncio_marks=pytest.mark.skipif(
+    sys.version_info >= (3, 14), reason='asyncio 3.14 fails seeking the pipe'))
+
+
+@pipe_sendfile_loops
 def test_sock_sendfile_falls_back_when_os_sendfile_fails_on_the_file(loop, tcp, sendfile_calls):
     client, server = tcp
     pipe_file = PipeReader(b'piped data')
@@ -1045,9 +1073,11 @@ def test_sock_sendfile_falls_back_when_os_sendfile_fails_on_the_file(loop, tcp, 
         pipe_file.close()
     assert (sent, received) == (10, b'piped data')
     assert len(sendfile_calls) == 1  # tried once, failed, then read + sendall
-    assert pipe_file.seeks == [10]
+    # From 3.14 on the fallback seeks to the offset first, 0 included.
+    assert pipe_file.seeks == ([0, 10] if sys.version_info >= (3, 14) else [10])
 
 
+@pipe_sendfile_loops
 def test_sock_sendfile_without_fallback_reports_the_os_sendfile_failure(loop, tcp):
     pipe_file = PipeReader(b'piped data')
     try:

@@ -238,7 +238,8 @@ def test_bad_write_buffer_limits_are_refused(loop, pair):
 def test_write_errors_and_messages(loop, pair):
     a, b = pair
     tr = make(loop, a, Recorder(loop))
-    with pytest.raises(TypeError, match="data argument must be a bytes-like object, not 'str'"):
+    # asyncio's words, which 3.14 changed ("a bytes, bytearray, or memoryview object").
+    with pytest.raises(TypeError, match=r"data argument must be a .*object, not 'str'"):
         tr.write('text')
     tr.write_eof()
     assert b.recv(10) == b''

@@ -17,7 +17,7 @@ import threading
 import warnings
 
 import pytest
-from support import loops, run
+from support import asyncio_since, loops, run
 
 import ferroloop
 from ferroloop import _process as ferro_process
@@ -470,6 +470,29 @@ def test_thread_fallback_without_pidfd(loop, monkeypatch):
 
 
 @ferroloop_only
+def test_thread_fallback_leaves_the_child_unreaped_until_the_loop_publishes_its_exit(
+        loop, monkeypatch):
+    # Between reaping and publishing, send_signal() could reach a recycled
+    # pid: the thread only waits, the loop reaps.
+    monkeypatch.setattr(ferro_process, '_pidfd_usable', False)
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(*BLOCKED)
+        watcher = [t for t in threading.enumerate() if t.name == f'ferroloop-waitpid-{proc.pid}']
+        assert len(watcher) == 1
+        proc.kill()
+        watcher[0].join(10)  # saw the exit; the loop has not run since
+        assert not watcher[0].is_alive()
+        assert proc.returncode is None
+        # Still a zombie: waitid would raise ChildProcessError once reaped.
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+        proc.kill()  # harmless: the pid is still ours
+        assert await proc.wait() == -signal.SIGKILL
+        assert reaped(proc.pid)
+    run(loop, main())
+
+
+@ferroloop_only
 def test_a_child_reaped_behind_our_back_reports_255(loop, caplog):
     async def main():
         # Not exited before this test reaps it itself.
@@ -557,3 +580,25 @@ def test_child_pipes_grow_when_they_fill_and_user_pipes_do_not(loop):
         os.close(r)
         t.close()
     run(loop, main())
+
+
+@asyncio_since((3, 14), 'wait() returning while a grandchild holds the pipes')
+def test_wait_returns_when_the_child_exits_though_a_grandchild_holds_its_pipes(loop):
+    # The grandchild inherits stdin and stdout, says it is ready, and stays
+    # until stdin reaches EOF: stdout never ends while the child is gone.
+    code = ('import subprocess, sys; subprocess.run([sys.executable, "-c", '
+            '"import sys; sys.stdout.write(\'ready\'); sys.stdout.flush(); sys.stdin.read()"])')
+
+    async def main():
+        proc = await asyncio.create_subprocess_exec(
+            PY, '-c', code, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            waiting = asyncio.ensure_future(proc.wait())
+            assert await proc.stdout.readexactly(5) == b'ready'
+            proc.kill()
+            return await asyncio.wait_for(waiting, 10)
+        finally:
+            proc.stdin.close()  # the grandchild's stdin ends: it leaves
+            await proc.stdout.read()
+
+    assert run(loop, main(), timeout=20) == -signal.SIGKILL

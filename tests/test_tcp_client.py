@@ -12,6 +12,7 @@ bounded.
 
 import asyncio
 import errno
+import gc
 import os
 import socket
 import ssl
@@ -676,6 +677,26 @@ def test_sendfile_offset_and_count(loop, server_sock, data_file):
     assert data_file.tell() == 1000 + 123_456
 
 
+@pytest.mark.parametrize('fallback', [False, True])
+def test_sendfile_offset_counts_from_the_start_of_the_file_not_its_position(
+        loop, server_sock, data_file, fallback):
+    if fallback and sys.version_info < (3, 14):
+        pytest.skip('before 3.14 the fallback reads offset 0 from where the file is')
+    data_file.seek(123)
+    if fallback:
+        fail_native(loop)
+
+    async def main():
+        async with SendfilePeer(loop, server_sock) as p:
+            sent = await loop.sendfile(p.tr, data_file, 0)
+            return sent, await p.finish()
+
+    sent, got = run(loop, main())
+    assert sent == len(DATA)
+    assert got == DATA
+    assert data_file.tell() == len(DATA)
+
+
 def test_sendfile_keeps_order_with_writes_before_and_after(loop, server_sock, data_file):
     async def main():
         async with SendfilePeer(loop, server_sock) as p:
@@ -909,3 +930,23 @@ def test_open_unix_connection(loop, unix_server):
         return lines
 
     assert run(loop, main()) == [b'line one\n', b'line two\n', b'']
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason='asyncio.staggered keeps such a cycle before 3.14')
+def test_failed_happy_eyeballs_connect_leaves_its_error_in_no_reference_cycle(loop):
+    # The error's traceback holds the frames that failed; nothing those
+    # frames hold may lead back to the error, or every attempt's frames
+    # (and sockets, futures, ...) live on until the collector runs.
+    port = unused_port()
+
+    async def main():
+        try:
+            await loop.create_connection(asyncio.Protocol, '127.0.0.1', port,
+                                         happy_eyeballs_delay=0.25)
+        except OSError as e:
+            exc = e
+        assert isinstance(exc, ConnectionRefusedError)
+        assert gc.get_referrers(exc) == [coro]
+
+    coro = main()
+    run(loop, coro)

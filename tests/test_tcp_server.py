@@ -11,6 +11,7 @@ every wait is bounded.
 
 import asyncio
 import contextlib
+import contextvars
 import errno
 import gc
 import os
@@ -1070,3 +1071,103 @@ def test_start_unix_server_readline_echo(loop, unix_path):
         return got
 
     assert run(loop, main()) == b'OVER UNIX\n'
+
+
+@asyncio_since((3, 14), 'serve_forever closing its clients when cancelled')
+def test_cancelled_serve_forever_closes_a_client_that_never_hangs_up(loop):
+    made = []
+    protocols = []
+
+    def factory():
+        protocols.append(Recorder(loop))
+        return protocols[-1]
+
+    async def main():
+        server = await loop.create_server(factory, '127.0.0.1', 0)
+        task = asyncio.ensure_future(server.serve_forever())
+        await asyncio.sleep(0)
+        with socket.socket() as client:
+            client.setblocking(False)
+            await loop.sock_connect(client, server.sockets[0].getsockname())
+            while not (protocols and protocols[0].transport):
+                await asyncio.sleep(0.001)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.wait_for(server.wait_closed(), TIMEOUT)
+            made.append(server.is_serving())
+            # The server closed its end: the client reads EOF.
+            assert await asyncio.wait_for(loop.sock_recv(client, 10), TIMEOUT) == b''
+
+    run(loop, main())
+    assert made == [False]
+
+
+def test_each_connection_has_its_own_context_copied_from_where_serving_began(loop):
+    var = contextvars.ContextVar('var', default='default')
+    seen = []
+
+    class Remember(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            # What this connection set before, else the server's value.
+            seen.append((data, var.get()))
+            var.set(data)
+            self.transport.write(b'ok')
+
+    async def client(addr, first, second):
+        with socket.socket() as c:
+            c.setblocking(False)
+            await loop.sock_connect(c, addr)
+            for data in (first, second):
+                await loop.sock_sendall(c, data)
+                assert await recv_exactly(loop, c, 2) == b'ok'
+
+    async def main():
+        var.set('when serving began')
+        server = await loop.create_server(Remember, '127.0.0.1', 0)
+        var.set('later')
+        addr = server.sockets[0].getsockname()
+        await client(addr, b'a1', b'a2')
+        await client(addr, b'b1', b'b2')
+        server.close()
+        await server.wait_closed()
+        return var.get()
+
+    assert run(loop, main()) == 'later'
+    assert seen == [(b'a1', 'when serving began'), (b'a2', b'a1'),
+                    (b'b1', 'when serving began'), (b'b2', b'b1')]
+
+
+def test_connections_start_from_the_servers_context_from_315_on(loop):
+    # 3.15 copies the context when the server is made; before, asyncio's
+    # reader of the listening socket copied it when serving began.
+    var = contextvars.ContextVar('var', default='default')
+    seen = []
+
+    class Remember(asyncio.Protocol):
+        def __init__(self):
+            seen.append(('factory', var.get()))
+
+        def connection_made(self, transport):
+            seen.append(('made', var.get()))
+            transport.close()
+
+    async def main():
+        var.set('server made')
+        server = await loop.create_server(Remember, '127.0.0.1', 0, start_serving=False)
+        var.set('serving began')
+        await server.start_serving()
+        var.set('later')
+        with socket.socket() as c:
+            c.setblocking(False)
+            await loop.sock_connect(c, server.sockets[0].getsockname())
+            assert await asyncio.wait_for(loop.sock_recv(c, 1), TIMEOUT) == b''
+        server.close()
+        await server.wait_closed()
+
+    run(loop, main())
+    expected = 'server made' if sys.version_info >= (3, 15) else 'serving began'
+    assert seen == [('factory', expected), ('made', expected)]

@@ -5,16 +5,21 @@ with the openssl command; every test runs on ferroloop and on the stdlib loop.
 """
 
 import asyncio
+import contextvars
 import gc
 import shutil
+import socket
 import ssl
 import subprocess
+import sys
+import threading
+import weakref
 import warnings
 
 import pytest
 
 import ferroloop
-from support import Recorder
+from support import Recorder, asyncio_since
 
 pytestmark = pytest.mark.skipif(shutil.which('openssl') is None, reason='needs the openssl command')
 
@@ -505,7 +510,7 @@ def test_tls_layer_over_a_foreign_transport_uses_get_buffer(server_ctx, client_c
         waiter = loop.create_future()
         client_app = Recorder()
         server = tls.new_ssl_protocol(loop, Echo(), server_ctx, None, server_side=True)
-        client = tls.new_ssl_protocol(loop, client_app, client_ctx, waiter,
+        client = tls.new_ssl_protocol(loop, client_app, client_ctx, waiter, server_side=False,
                                       server_hostname='localhost')
         a, b = _MemoryTransport(loop), _MemoryTransport(loop)
         a.peer, b.peer, a.protocol, b.protocol = b, a, client, server
@@ -577,3 +582,170 @@ def test_context_sslobject_class_and_hostname_reach_both_ends(loop, server_ctx, 
         return server_class, type(client_obj), client_obj.server_hostname, client_obj.server_side
 
     assert run(loop, main()) == (MySSLObject, ssl.SSLObject, 'localhost', False)
+
+
+@asyncio_since((3, 14), "start_tls taking over what the server's stream reader buffered")
+def test_start_tls_on_a_server_takes_the_hello_its_stream_reader_already_buffered(
+        loop, server_ctx, client_ctx):
+    async def handler(reader, writer):
+        # The client's hello arrives before the server upgrades.
+        while not reader._buffer:
+            await asyncio.sleep(0.001)
+        await writer.start_tls(server_ctx)
+        line = await reader.readline()
+        writer.write(b'secure:' + line)
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handler, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection('127.0.0.1', port)
+        await writer.start_tls(client_ctx, server_hostname='localhost')
+        writer.write(b'ping\n')
+        reply = await reader.readline()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return reply
+
+    assert run(loop, main()) == b'secure:ping\n'
+
+
+@asyncio_since((3, 14), 'the shutdown timeout after EOF from a peer that does not read')
+@pytest.mark.parametrize('close_first', [True, False])
+def test_shutdown_times_out_when_the_peer_sent_eof_and_reads_no_more(
+        loop, server_ctx, client_ctx, close_first):
+    listener = socket.create_server(('127.0.0.1', 0))
+    filled, done = threading.Event(), threading.Event()
+
+    def peer():
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            filled.wait(10)
+            tls.shutdown(socket.SHUT_WR)  # EOF, and never a read again
+            done.wait(10)
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+
+    async def main():
+        port = listener.getsockname()[1]
+        tr, proto = await loop.create_connection(
+            lambda: Recorder(loop), '127.0.0.1', port, ssl=client_ctx,
+            server_hostname='localhost', ssl_shutdown_timeout=0.1)
+        try:
+            for _ in range(64):  # until nothing more gets through
+                if 'pause' in proto.events:
+                    break
+                tr.write(bytes(1 << 20))
+                await asyncio.sleep(0)
+            if close_first:
+                tr.close()
+            filled.set()
+            return await asyncio.wait_for(proto.lost, 10)
+        finally:
+            filled.set()
+            done.set()
+            tr.abort()
+
+    try:
+        exc = run(loop, main(), timeout=20)
+    finally:
+        done.set()
+        thread.join(10)
+        listener.close()
+    assert isinstance(exc, TimeoutError)
+
+
+@asyncio_since((3, 14), 'start_tls dropping its waiter when the handshake fails')
+def test_failed_start_tls_leaves_the_transport_in_no_reference_cycle(loop, server_ctx, certs):
+    strict = ssl.create_default_context(cafile=str(certs / 'ca.pem'))
+    transports = []
+
+    async def handler(reader, writer):
+        try:
+            await writer.start_tls(server_ctx)
+        except (OSError, ssl.SSLError):
+            pass
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handler, '127.0.0.1', 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, proto = await loop.create_connection(asyncio.Protocol, '127.0.0.1', port)
+        transports.append(weakref.ref(tr))
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await loop.start_tls(tr, proto, strict, server_hostname='wrong.name')
+        del tr, proto
+        server.close()
+        await server.wait_closed()
+
+    gc.collect()
+    gc.disable()
+    try:
+        run(loop, main())
+        assert [ref() for ref in transports] == [None]
+    finally:
+        gc.enable()
+
+
+@asyncio_since((3, 14), 'no cycle after a failed TLS handshake in create_connection')
+def test_failed_tls_create_connection_leaves_no_transport_in_a_cycle(loop, server_ctx, certs):
+    strict = ssl.create_default_context(cafile=str(certs / 'ca.pem'))
+
+    async def handler(reader, writer):
+        writer.close()
+
+    def transports():
+        return [o for o in gc.get_objects() if isinstance(o, asyncio.BaseTransport)]
+
+    async def main():
+        server = await asyncio.start_server(handler, '127.0.0.1', 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        before = len(transports())
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await loop.create_connection(asyncio.Protocol, '127.0.0.1', port,
+                                         ssl=strict, server_hostname='wrong.name')
+        await asyncio.sleep(0.05)  # the closing transport's last callbacks
+        after = len(transports())
+        server.close()
+        await server.wait_closed()
+        return before, after
+
+    gc.collect()
+    gc.disable()
+    try:
+        before, after = run(loop, main())
+    finally:
+        gc.enable()
+    assert after <= before
+
+
+def test_tls_protocol_callbacks_run_in_their_connections_own_context(loop, server_ctx, client_ctx):
+    # What one connection's protocol sets stays with it: the next connection
+    # starts from the server's context again.
+    var = contextvars.ContextVar('var', default='default')
+    seen = []
+
+    class Mark(asyncio.Protocol):
+        def connection_made(self, transport):
+            seen.append(var.get())
+            var.set('set by a connection')
+            transport.write(b'x')
+            transport.close()
+
+    async def main():
+        server = await loop.create_server(Mark, '127.0.0.1', 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection(
+                '127.0.0.1', port, ssl=client_ctx, server_hostname='localhost')
+            assert await reader.read() == b'x'
+            writer.close()
+        server.close()
+        await server.wait_closed()
+        return var.get()
+
+    assert run(loop, main()) == 'default'
+    assert seen == ['default', 'default']

@@ -11,7 +11,6 @@ the socket goes to ``_make_ssl_transport`` (tls.py).
 """
 
 import collections
-import functools
 import itertools
 import os
 import socket
@@ -283,11 +282,16 @@ class ConnectMixin:
             else:
                 connected = []
                 try:
-                    sock, _, _ = await staggered.staggered_race(
-                        (functools.partial(self._connect_sock, exceptions,
-                                           addrinfo, laddr_infos, connected)
+                    # Lambdas over this frame's variables, not partials, and
+                    # only the winner taken from the result: the errors must
+                    # not be reachable from their own tracebacks (a cycle
+                    # that keeps every attempt's frames alive until the
+                    # collector runs).
+                    sock = (await staggered.staggered_race(
+                        (lambda addrinfo=addrinfo: self._connect_sock(
+                            exceptions, addrinfo, laddr_infos, connected)
                          for addrinfo in infos),
-                        happy_eyeballs_delay, loop=self)
+                        happy_eyeballs_delay, loop=self))[0]
                 finally:
                     # Two attempts may connect in the same iteration; only
                     # the winner is used, the others must not leak.
@@ -361,6 +365,8 @@ class ConnectMixin:
             await waiter
         except:  # noqa: E722 - cancellation too
             transport.close()
+            # The waiter holds the exception whose traceback holds this frame.
+            waiter = None
             raise
 
         return transport, protocol
@@ -488,7 +494,8 @@ class ConnectMixin:
                 track_transport(self, fd, transp)
 
     async def _sendfile_fallback(self, transp, file, offset, count):
-        if offset:
+        # Offset 0 too from 3.14 on, as in _sock_sendfile_fallback.
+        if offset or (sys.version_info >= (3, 14) and hasattr(file, 'seek')):
             file.seek(offset)
         blocksize = min(count, 16384) if count else 16384
         buf = bytearray(blocksize)

@@ -8,6 +8,32 @@ Each transport keeps its own construction, repr and lifecycle.
 
 from asyncio import selector_events
 
+# More than any buffer can hold: a larger (or infinite) mark is this one.
+_MARK_CAP = 2 ** 62
+
+
+def watermarks(high, low):
+    """``set_write_buffer_limits(high, low)``'s arguments as asyncio takes them.
+
+    asyncio's defaulting and check, so its errors come out for bad values,
+    and any real numbers pass; handed to the core as whole numbers (a byte
+    count passes a fractional mark exactly when it passes its floor). Both
+    None leaves the default to the core, which knows its kind's.
+    """
+    if high is None and low is None:
+        return None, None
+    if high is None:
+        high = 4 * low
+    if low is None:
+        low = high // 4
+    if not high >= low >= 0:
+        raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
+    return _whole(high), _whole(low)
+
+
+def _whole(mark):
+    return _MARK_CAP if mark >= _MARK_CAP else int(mark)
+
 
 class _CoreMethod:
     """One of the native core's methods, bound onto the instance on first use.
@@ -109,7 +135,7 @@ class CoreWriteFlow:
     """Write-buffer limits, for the transports that write."""
 
     def set_write_buffer_limits(self, high=None, low=None):
-        self._core.set_write_buffer_limits(high, low)
+        self._core.set_write_buffer_limits(*watermarks(high, low))
 
     def get_write_buffer_limits(self):
         return self._core.get_write_buffer_limits()

@@ -350,7 +350,11 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
                              exc_info=True)
             return
         try:
-            self._exception_handler(self, context)
+            ctx = _handler_context(context)
+            if ctx is None:
+                self._exception_handler(self, context)
+            else:
+                ctx.run(self._exception_handler, self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -367,3 +371,18 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
                              'while handling an unexpected error '
                              'in custom exception handler',
                              exc_info=True)
+
+
+def _handler_context(context):
+    """The contextvars context a custom exception handler runs in, from
+    Python 3.12 on: that of the task, future or handle that failed."""
+    if sys.version_info < (3, 12):
+        return None
+    thing = context.get("task")
+    if thing is None:
+        # A Task is a Future, and sometimes sits under 'future'.
+        thing = context.get("future")
+    if thing is None:
+        thing = context.get("handle")
+    ctx = thing.get_context() if hasattr(thing, "get_context") else None
+    return ctx if hasattr(ctx, "run") else None

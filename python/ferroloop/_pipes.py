@@ -125,8 +125,12 @@ class ReadPipeTransport(_PipeTransportBase, transports.ReadTransport):
 
 @core_methods('write', 'write_eof', 'can_write_eof', 'is_closing', 'close', 'abort',
               'get_write_buffer_size')
-class WritePipeTransport(_PipeTransportBase, CoreWriteFlow, transports.WriteTransport):
-    """The write end of a pipe, FIFO, character device or socket."""
+class WritePipeTransport(_PipeTransportBase, CoreWriteFlow, transports.Transport):
+    """The write end of a pipe, FIFO, character device or socket.
+
+    A ``Transport``, as asyncio's is: the reading methods are the base
+    class's, which raise NotImplementedError.
+    """
 
     def __init__(self, loop, pipe, protocol, waiter=None, extra=None):
         super().__init__(extra)

@@ -23,9 +23,11 @@ How an exit is noticed (``_ChildWatch``):
   never race it: whoever reaps first records ``Popen.returncode`` and the
   other one reads it.
 - Where ``pidfd_open`` is missing or refused (older kernels, seccomp
-  policies, other Unixes) a daemon thread per child blocks in
-  ``Popen.wait()`` and hands the result to the loop with
-  ``call_soon_threadsafe`` -- asyncio's ``ThreadedChildWatcher`` strategy.
+  policies, other Unixes) a daemon thread per child waits for its exit
+  without reaping it (``waitid`` with ``WNOWAIT``) and tells the loop with
+  ``call_soon_threadsafe``, which reaps it as above -- asyncio's
+  ``ThreadedChildWatcher`` strategy, the pid reserved until the exit is
+  published.
 
 A child reaped behind our back (``os.waitpid(-1)`` elsewhere) is reported
 with returncode 255 and a warning, as asyncio's watchers report it.
@@ -33,6 +35,7 @@ with returncode 255 and a warning, as asyncio's watchers report it.
 
 import asyncio
 import collections
+import functools
 import os
 import signal
 import subprocess
@@ -171,12 +174,28 @@ class _ChildWatch:
         self._loop.call_soon(callback, returncode)
 
     def _wait_in_thread(self):
+        # Waits for the exit without reaping: the child stays a zombie, its
+        # pid reserved, until the loop reaps it in _reap and publishes the
+        # exit in one step, so send_signal() never reaches a recycled pid.
+        # (Without waitid, Popen.wait() reaps it here.)
+        pid = self._proc.pid
         try:
-            returncode = self._proc.wait()
+            if hasattr(os, 'waitid'):
+                while True:
+                    try:
+                        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+                        break
+                    except InterruptedError:
+                        continue
+                    except ChildProcessError:
+                        break  # reaped by someone else: _reap finds out
+                done = self._reap
+            else:
+                done = functools.partial(self._finish, self._proc.wait())
         except BaseException:  # pragma: no cover - interpreter shutdown
             return
         try:
-            self._loop.call_soon_threadsafe(self._finish, returncode)
+            self._loop.call_soon_threadsafe(done)
         except RuntimeError:
             # The loop closed meanwhile: nobody is waiting any more.
             pass
@@ -422,6 +441,9 @@ class SubprocessTransport(transports.SubprocessTransport):
             self._proc.returncode = returncode
         self._call(self._protocol.process_exited)
         self._try_finish()
+        # wait() returns as soon as the child has exited, even while a
+        # grandchild keeps its pipes open (asyncio does so from 3.14 on).
+        self._wake_exit_waiters()
 
     async def _wait(self):
         """The child's returncode, once it has exited (a coroutine)."""
@@ -429,7 +451,17 @@ class SubprocessTransport(transports.SubprocessTransport):
             return self._returncode
         waiter = self._loop.create_future()
         self._exit_waiters.append(waiter)
-        return await waiter
+        try:
+            return await waiter
+        finally:
+            if self._exit_waiters is not None and waiter in self._exit_waiters:
+                self._exit_waiters.remove(waiter)
+
+    def _wake_exit_waiters(self):
+        waiters, self._exit_waiters = self._exit_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(self._returncode)
 
     def _try_finish(self):
         if self._finished or self._returncode is None:
@@ -445,10 +477,7 @@ class SubprocessTransport(transports.SubprocessTransport):
             self._release_exit_waiters()
 
     def _release_exit_waiters(self):
-        for waiter in self._exit_waiters:
-            if not waiter.cancelled():
-                waiter.set_result(self._returncode)
-        self._exit_waiters = None
+        self._wake_exit_waiters()
         self._watch = None
         self._loop = None
         self._proc = None

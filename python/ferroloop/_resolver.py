@@ -15,9 +15,9 @@ executor, as asyncio does.
 import socket
 
 
-# asyncio's own module logger, looked up per call: code (and tests) may
-# replace it, as with the stdlib loop.
-from asyncio import base_events as _logging_module
+# asyncio's module: its logger is looked up per call (code and tests may
+# replace it), and its `_ipaddr_info` decides what needs no lookup.
+from asyncio import base_events as _base_events
 
 from ._ferroloop import literal_addrinfo as _literal_addrinfo
 
@@ -59,6 +59,8 @@ def is_numeric(host, port):
 class ResolverMixin:
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        # asyncio's run_in_executor looks at the loop first.
+        self._check_closed()
         if not self.get_debug():
             infos = _literal_addrinfo(host, port, family, type, proto, flags)
             if infos is not None:
@@ -79,36 +81,37 @@ class ResolverMixin:
         if flags:
             msg.append(f'flags={flags!r}')
         msg = ', '.join(msg)
-        _logging_module.logger.debug('Get address info %s', msg)
+        _base_events.logger.debug('Get address info %s', msg)
         t0 = self.time()
         addrinfo = socket.getaddrinfo(host, port, family, type, proto, flags)
         dt = self.time() - t0
         msg = f'Getting address info {msg} took {dt * 1e3:.3f}ms: {addrinfo!r}'
         if dt >= self.slow_callback_duration:
-            _logging_module.logger.info(msg)
+            _base_events.logger.info(msg)
         else:
-            _logging_module.logger.debug(msg)
+            _base_events.logger.debug(msg)
         return addrinfo
 
     async def getnameinfo(self, sockaddr, flags=0):
+        self._check_closed()
         numeric = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
-        if flags & numeric == numeric:
+        if flags.__class__ is int and flags & numeric == numeric:
             return socket.getnameinfo(sockaddr, flags)
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
 
     async def _ensure_resolved(self, address, *, family=0, type=socket.SOCK_STREAM,
                                proto=0, flags=0):
         host, port = address[:2]
-        if is_numeric(host, port) and host is not None:
-            infos = (_literal_addrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
-                     or socket.getaddrinfo(host, port, family, type, proto, flags | socket.AI_NUMERICHOST))
-            if len(address) > 2 and infos and infos[0][0] == socket.AF_INET6:
-                # Keep the caller's flowinfo and scope id.
-                fam, typ, pro, canon, sa = infos[0]
-                return [(fam, typ, pro, canon, (sa[0], sa[1]) + tuple(address[2:]))]
-            return infos
+        if len(address) == 2:
+            # A literal host and a valid port, natively: the answer asyncio's
+            # _ipaddr_info or its getaddrinfo would give.
+            infos = _literal_addrinfo(host, port, family, type, proto, flags)
+            if infos is not None:
+                return infos
+        # asyncio's own test for an address that needs no lookup: the same
+        # addresses skip the resolver, with the same errors for bad ones.
+        info = _base_events._ipaddr_info(host, port, family, type, proto, *address[2:])
+        if info is not None:
+            return [info]
         return await self.getaddrinfo(host, port, family=family, type=type,
                                       proto=proto, flags=flags)
-
-
-

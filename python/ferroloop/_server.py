@@ -11,6 +11,7 @@ or when a loop subclass makes its own transports, through
 """
 
 import collections.abc
+import contextvars
 import errno
 import itertools
 import os
@@ -65,6 +66,9 @@ class Server(events.AbstractServer):
         self._ssl_shutdown_timeout = ssl_shutdown_timeout
         self._serving = False
         self._serving_forever_fut = None
+        # From 3.15 on, asyncio runs each connection in a copy of the context
+        # the server was made in.
+        self._context = contextvars.copy_context() if sys.version_info >= (3, 15) else None
 
     def __repr__(self):
         return f'<{self.__class__.__name__} sockets={self.sockets!r}>'
@@ -110,7 +114,7 @@ class Server(events.AbstractServer):
             self._loop._start_serving(
                 self._protocol_factory, sock, self._ssl_context,
                 self, self._backlog, self._ssl_handshake_timeout,
-                self._ssl_shutdown_timeout)
+                self._ssl_shutdown_timeout, self._context)
 
     def get_loop(self):
         return self._loop
@@ -170,6 +174,9 @@ class Server(events.AbstractServer):
         except exceptions.CancelledError:
             try:
                 self.close()
+                # As asyncio from 3.14 on: a client that never hangs up must
+                # not keep a cancelled serve_forever() waiting.
+                self.close_clients()
                 await self.wait_closed()
             finally:
                 raise
@@ -199,7 +206,8 @@ class ServerMixin:
     def _start_serving(self, protocol_factory, sock,
                        sslcontext=None, server=None, backlog=100,
                        ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-                       ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+                       ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+                       context=None):
         # Connections get their transports from the native acceptor, unless
         # this loop's class makes its own.
         cls = type(self)
@@ -207,7 +215,7 @@ class ServerMixin:
                   and cls._make_ssl_transport is TLSMixin._make_ssl_transport)
         start_accepting(self, protocol_factory, sock, sslcontext, server, backlog,
                         ssl_handshake_timeout, ssl_shutdown_timeout,
-                        SocketTransport if native else None)
+                        SocketTransport if native else None, context)
 
     def _accept_paused(self, exc, protocol_factory, sock, *args):
         # Out of fds (or buffers): the listening socket stays readable, so the

@@ -10,6 +10,7 @@ import functools
 import io
 import os
 import socket
+import sys
 
 from asyncio import constants, exceptions
 
@@ -23,6 +24,9 @@ except ImportError:  # pragma: no cover - Python built without ssl
     ssl = None
 
 _RETRY = (BlockingIOError, InterruptedError)
+# asyncio 3.13+ caps each os.sendfile at this (a larger count is no error);
+# before, a count past ssize_t is os.sendfile's OverflowError.
+_SENDFILE_MAX = sys.maxsize // 2 + 1 if sys.version_info >= (3, 13) else sys.maxsize * 2
 # Exactly this class gets the native fast path; a subclass may override
 # recv/send, so it goes through its own methods.
 _SOCKET = socket.socket
@@ -57,7 +61,7 @@ def _attempt(fut, op, args):
         fut.set_result(result)
     finally:
         # The exception's traceback holds this frame: without this, the
-        # frame, the future and the exception would keep each other alive.
+        # future and its exception would form a cycle.
         fut = None
 
 
@@ -129,7 +133,8 @@ class SockMixin:
             result = sock_recv_start(self, fd, n)
             if result.__class__ is bytes:
                 return result
-            return await self._sock_native_wait(fd, result, False)
+            if result is not None:
+                return await self._sock_native_wait(fd, result, False)
         try:
             return sock.recv(n)
         except _RETRY:
@@ -202,10 +207,11 @@ class SockMixin:
 
     async def sock_accept(self, sock):
         self._check_sock(sock)
+        fd = sock.fileno()  # first, as asyncio does: a non-socket fails here
         try:
             conn, address = sock.accept()
         except _RETRY:
-            conn, address = await self._sock_wait(sock.fileno(), False, _Method(sock, 'accept'))
+            conn, address = await self._sock_wait(fd, False, _Method(sock, 'accept'))
         conn.setblocking(False)
         return conn, address
 
@@ -243,7 +249,7 @@ class SockMixin:
                 if count:
                     blocksize = count - total
                 try:
-                    sent = _sendfile(fd, fileno, offset + total, blocksize)
+                    sent = _sendfile(fd, fileno, offset + total, min(blocksize, _SENDFILE_MAX))
                 except _RETRY:
                     await self._sock_wait(fd, True, _noop)
                     continue
@@ -259,13 +265,26 @@ class SockMixin:
                 if sent == 0:
                     break
                 total += sent
+                # asyncio sends each next block from a writer callback, so a
+                # closed loop stops it after the first.
+                self._check_closed()
             return total
         finally:
+            # The file's position ends after what was sent; from 3.14 on
+            # asyncio moves it there even when nothing was sent. A file that
+            # cannot seek (a pipe os.sendfile refused) stays as it is.
             if total > 0:
                 os.lseek(fileno, offset + total, os.SEEK_SET)
+            elif _PY314:
+                try:
+                    os.lseek(fileno, offset, os.SEEK_SET)
+                except OSError:
+                    pass
 
     async def _sock_sendfile_fallback(self, sock, file, offset, count):
-        if offset:
+        # From 3.14 on offset 0 too: reading starts at the offset, not where
+        # the file was left.
+        if offset or (_PY314 and hasattr(file, 'seek')):
             file.seek(offset)
         limit = constants.SENDFILE_FALLBACK_READBUFFER_SIZE
         blocksize = min(count, limit) if count else limit
@@ -287,6 +306,9 @@ class SockMixin:
         finally:
             if total > 0 and hasattr(file, 'seek'):
                 file.seek(offset + total)
+
+
+_PY314 = sys.version_info >= (3, 14)
 
 
 def _noop():

@@ -8,10 +8,12 @@ the loop's TLS methods. ``new_ssl_protocol`` (native, asyncio's
 ``SSLProtocol(...)`` with its checks and errors) builds both halves.
 """
 
+import sys
 import warnings
 
-from asyncio import constants, protocols, transports
+from asyncio import constants, protocols, streams, transports
 
+from ._core_transport import watermarks
 from ._ferroloop import TLSProtocolCore, new_ssl_protocol
 
 try:
@@ -46,8 +48,12 @@ class SSLTransport(transports._FlowControlMixin, transports.Transport):
     def get_protocol(self):
         return self._ssl_protocol._app_protocol
 
-    def is_closing(self):
-        return self._closed
+    if sys.version_info >= (3, 14):
+        def is_closing(self):
+            return self._closed or self._ssl_protocol._is_transport_closing()
+    else:
+        def is_closing(self):
+            return self._closed
 
     def write(self, data):
         # Bound over by the core's own method per instance; this is what
@@ -81,7 +87,7 @@ class SSLTransport(transports._FlowControlMixin, transports.Transport):
         self._ssl_protocol._resume_reading()
 
     def set_write_buffer_limits(self, high=None, low=None):
-        self._ssl_protocol._set_write_buffer_limits(high, low)
+        self._ssl_protocol._set_write_buffer_limits(*watermarks(high, low))
         self._ssl_protocol._control_app_writing()
 
     def get_write_buffer_limits(self):
@@ -92,7 +98,7 @@ class SSLTransport(transports._FlowControlMixin, transports.Transport):
         return self._ssl_protocol._get_write_buffer_size()
 
     def set_read_buffer_limits(self, high=None, low=None):
-        self._ssl_protocol._set_read_buffer_limits(high, low)
+        self._ssl_protocol._set_read_buffer_limits(*watermarks(high, low))
         self._ssl_protocol._control_ssl_reading()
 
     def get_read_buffer_limits(self):
@@ -164,6 +170,13 @@ class TLSMixin:
             call_connection_made=False)
         # Paused first, so the TLS protocol sees no data before connection_made().
         transport.pause_reading()
+        # What a server's stream reader already took off the socket (the
+        # client's hello, when it read before start_tls) belongs to TLS.
+        if server_side and isinstance(protocol, streams.StreamReaderProtocol):
+            reader = getattr(protocol, '_stream_reader', None)
+            if reader is not None and reader._buffer:
+                ssl_protocol._incoming.write(reader._buffer)
+                reader._buffer.clear()
         transport.set_protocol(ssl_protocol)
         conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
         resume_cb = self.call_soon(transport.resume_reading)
@@ -173,5 +186,7 @@ class TLSMixin:
             transport.close()
             conmade_cb.cancel()
             resume_cb.cancel()
+            # The waiter holds the exception whose traceback holds this frame.
+            waiter = None
             raise
         return ssl_protocol._app_transport

@@ -11,12 +11,26 @@ here.
 import sys
 import warnings
 
-from asyncio import constants, transports
+from asyncio import constants, selector_events, transports
 
 from ._ferroloop import init_socket_transport
 from ._core_transport import CoreTransport, CoreWriteFlow, core_methods
 
 _WRITELINES_CHECKS = sys.version_info >= (3, 12)
+
+# asyncio's words and steps changed within release series, so they are read
+# from its own code. How its write() starts the TypeError for data that is no
+# bytes-like object (the core adds the type's name):
+_STDLIB = selector_events._SelectorSocketTransport
+WRITE_TYPE_PREFIX = next(
+    (c for c in _STDLIB.write.__code__.co_consts
+     if isinstance(c, str) and c.startswith('data argument must be')),
+    'data argument must be a bytes-like object, not ')
+# Whether its writelines() drops the data of a lost connection unseen and
+# skips empty items (3.14).
+_WRITELINES_LOST_FIRST = '_conn_lost' in _STDLIB.writelines.__code__.co_names
+# One byte for write() to count and drop as written to a lost connection.
+_DROPPED = b'\0'
 
 
 # The hot methods are the core's own (see the module docstring).
@@ -65,13 +79,33 @@ class SocketTransport(CoreTransport, CoreWriteFlow, transports.Transport):
     # -- the rest of the Transport API ----------------------------------------
 
     def writelines(self, list_of_data):
-        if _WRITELINES_CHECKS:
-            # Python 3.12+ names writelines in these errors.
-            if self._core._eof:
-                raise RuntimeError('Cannot call writelines() after write_eof()')
-            if self._core._sendfile_waiting:
-                raise RuntimeError('unable to writelines; sendfile is in progress')
-        self.write(b''.join(list_of_data))
+        if not _WRITELINES_CHECKS:
+            self.write(b''.join(list_of_data))
+            return
+        # Python 3.12+ names writelines in these errors, skips an empty
+        # list, and takes a memoryview of each item (whose errors it raises).
+        if self._core._eof:
+            raise RuntimeError('Cannot call writelines() after write_eof()')
+        if self._core._sendfile_waiting:
+            raise RuntimeError('unable to writelines; sendfile is in progress')
+        if not list_of_data:
+            return
+        if _WRITELINES_LOST_FIRST:
+            if self._core._conn_lost:
+                # write() counts it and warns past asyncio's threshold, as
+                # asyncio's writelines() does here.
+                self.write(_DROPPED)
+                return
+            list_of_data = [item for item in list_of_data if item]
+        try:
+            data = b''.join(list_of_data)
+        except TypeError:
+            for item in list_of_data:
+                if not memoryview(item).c_contiguous:
+                    # What write() raises for it: asyncio would fail sending it.
+                    raise BufferError('memoryview: underlying buffer is not C-contiguous')
+            raise
+        self.write(data)
 
     def write_eof(self):
         self._core.write_eof()
