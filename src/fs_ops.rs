@@ -79,12 +79,21 @@ fn unlink_path(py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<()> {
     Ok(())
 }
 
-/// `os.sendfile(out_fd, in_fd, offset, count)`: bytes sent.
+/// `os.sendfile(out_fd, in_fd, offset, count)`: bytes sent. `count` is a
+/// C `ssize_t` as for `os.sendfile`, with its OverflowError.
 #[pyfunction]
-fn sendfile(py: Python<'_>, out_fd: RawFd, in_fd: RawFd, offset: i64, count: usize) -> PyResult<isize> {
+fn sendfile(py: Python<'_>, out_fd: RawFd, in_fd: RawFd, offset: i64, count: &Bound<'_, PyAny>) -> PyResult<isize> {
+    // SAFETY: GIL held; -1 with an exception set on failure.
+    let count = unsafe { ffi::PyLong_AsSsize_t(count.as_ptr()) };
+    if count == -1 {
+        if let Some(err) = PyErr::take(py) {
+            return Err(err);
+        }
+    }
     let mut off: libc::off_t = offset;
     let off_ptr = &mut off as *mut libc::off_t as usize;
-    retrying(py, None, || unsafe { libc::sendfile(out_fd, in_fd, off_ptr as *mut libc::off_t, count) })
+    // A negative count goes to the kernel as the size_t it becomes, as in os.sendfile.
+    retrying(py, None, || unsafe { libc::sendfile(out_fd, in_fd, off_ptr as *mut libc::off_t, count as usize) })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

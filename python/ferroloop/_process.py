@@ -496,14 +496,15 @@ async def start_child(loop, args, kwargs):
     loop. A cancellation that arrives meanwhile is raised once the child
     exists, so that the caller can stop it, as asyncio's would be.
     """
+    if loop.is_closed():
+        # No loop would hear from the thread: start the child here, as
+        # asyncio does, so the caller meets Popen's errors, then the closed
+        # loop, in asyncio's order.
+        return _popen(args, kwargs), None
     started = loop.create_future()
 
     def spawn():
-        try:
-            # Looked up at call time: code (and tests) may replace it.
-            result = subprocess.Popen(args, **kwargs)
-        except BaseException as exc:  # noqa: B036 - handed to the caller
-            result = exc
+        result = _popen(args, kwargs)
         try:
             loop.call_soon_threadsafe(_deliver, started, result)
         except RuntimeError:
@@ -529,6 +530,14 @@ async def start_child(loop, args, kwargs):
                 raise
             cancelled = exc
     return started.result(), cancelled
+
+
+def _popen(args, kwargs):
+    try:
+        # Looked up at call time: code (and tests) may replace it.
+        return subprocess.Popen(args, **kwargs)
+    except BaseException as exc:  # noqa: B036 - handed to the caller
+        return exc
 
 
 def _deliver(future, result):
