@@ -110,6 +110,10 @@ pub fn fileobj_to_fd(obj: &Bound<'_, PyAny>) -> PyResult<RawFd> {
 struct FdWatch {
     reader: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
+    /// The object `add_reader` / `add_writer` was given, when not an int:
+    /// asyncio's selector key keeps it, so that `remove_reader(sock)` still
+    /// finds the registration after `sock` was closed (its fileno is -1).
+    fileobj: Option<Py<PyAny>>,
 }
 
 impl FdWatch {
@@ -153,6 +157,10 @@ pub struct LoopCore {
     /// no reference to the loop, and closing the loop frees them.
     spare: GilCell<Vec<Py<Handle>>>,
     clock_resolution: f64,
+    /// True while `time` is not the native clock (overridden by a subclass or
+    /// patched on the instance, as tests do to drive time): the scheduler
+    /// then asks `self.time()`, as asyncio's does, instead of the clock.
+    time_overridden: GilCell<bool>,
 }
 
 /// At most this many spare handles per loop (about 4 MiB): enough for a
@@ -164,6 +172,16 @@ impl LoopCore {
     #[inline]
     pub fn debug(&self, py: Python<'_>) -> bool {
         self.debug.get(py)
+    }
+
+    /// The loop's idea of now: the monotonic clock, or `self.time()` when
+    /// that is overridden.
+    fn now(slf: &Bound<'_, Self>) -> PyResult<f64> {
+        if slf.get().time_overridden.get(slf.py()) {
+            slf.call_method0(pyo3::intern!(slf.py(), "time"))?.extract()
+        } else {
+            Ok(monotonic())
+        }
     }
 
     pub fn take_spare(&self, py: Python<'_>) -> Option<Py<Handle>> {
@@ -276,9 +294,9 @@ impl LoopCore {
         Ok(h)
     }
 
-    fn schedule_timer(slf: &Bound<'_, Self>, when: f64, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
+    fn schedule_timer(slf: &Bound<'_, Self>, when: f64, when_given: Option<Py<PyAny>>, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>, context: Option<Bound<'_, PyAny>>) -> PyResult<Py<Handle>> {
         let py = slf.py();
-        let h = Handle::new_timer(py, slf.clone().unbind(), when, callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
+        let h = Handle::new_timer(py, slf.clone().unbind(), when, when_given, callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
         let this = slf.get();
         // Untracked while the heap holds it, as queued handles are.
         Handle::untrack_queued(&h);
@@ -297,18 +315,40 @@ impl LoopCore {
         if this.debug.get(py) {
             this.debug_checks(py, &callback, "call_at", true)?;
         }
-        let when: f64 = when.extract()?;
-        Self::schedule_timer(slf, when, callback, args, context)
+        let when_f: f64 = when.extract()?;
+        // TimerHandle.when() returns what was given (an int stays an int).
+        let given = (!when.is_exact_instance_of::<PyFloat>()).then(|| when.clone().unbind());
+        Self::schedule_timer(slf, when_f, given, callback, args, context)
     }
 
     fn add_watch(slf: &Bound<'_, Self>, fd: &Bound<'_, PyAny>, dir: u8, callback: Bound<'_, PyAny>, args: Bound<'_, PyTuple>) -> PyResult<Py<Handle>> {
         let py = slf.py();
         // asyncio checks the loop before the selector looks at the fd.
         slf.get().check_closed(py)?;
-        let fd = fileobj_to_fd(fd)?;
+        let fileobj = fd;
+        let fd = fileobj_to_fd(fileobj)?;
         let handle = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), None)?;
         Self::watch(slf, fd, dir, handle.clone_ref(py))?;
+        if !fileobj.is_instance_of::<PyInt>() {
+            let old = slf.get().fds.with(py, |fds| fds[fd as usize].fileobj.replace(fileobj.clone().unbind()));
+            drop(old);
+        }
         Ok(handle)
+    }
+
+    /// The fd `fileobj` stands for in a removal: `fd_arg`'s, or, once the
+    /// object is closed, the fd it was watched under (selectors' exhaustive
+    /// search for the object among their keys).
+    fn watched_fd(&self, py: Python<'_>, fileobj: &Bound<'_, PyAny>) -> PyResult<Option<RawFd>> {
+        fd_arg(fileobj).or_else(|e| {
+            let found = self.fds.with(py, |fds| {
+                fds.iter().position(|w| w.fileobj.as_ref().is_some_and(|o| o.is(fileobj)))
+            });
+            match found {
+                Some(fd) if e.is_instance_of::<PyValueError>(py) => Ok(Some(fd as RawFd)),
+                _ => Err(e),
+            }
+        })
     }
 
     /// Makes `handle` the reader (READABLE) or writer (WRITABLE) of `fd`,
@@ -345,8 +385,10 @@ impl LoopCore {
 
     /// Takes `dir`'s handle off `fd`, returning it (not yet cancelled).
     pub fn take_watch(&self, py: Python<'_>, fd: RawFd, dir: u8) -> Option<Py<Handle>> {
-        self.fds.with(py, |fds| {
-            let w = fds.get_mut(fd as usize)?;
+        // The file object is dropped after the cell is let go: its
+        // finalizer may run Python code that watches fds.
+        let (old, _fileobj) = self.fds.with(py, |fds| {
+            let Some(w) = fds.get_mut(fd as usize) else { return (None, None) };
             let before = w.interest();
             let old = w.slot(dir).take();
             let interest = w.interest();
@@ -355,8 +397,9 @@ impl LoopCore {
             if before != 0 && interest == 0 {
                 self.watched.set(py, self.watched.get(py) - 1);
             }
-            old
-        })
+            (old, if interest == 0 { w.fileobj.take() } else { None })
+        });
+        old
     }
 
     fn remove_watch(&self, py: Python<'_>, fd: &Bound<'_, PyAny>, dir: u8) -> PyResult<bool> {
@@ -364,7 +407,7 @@ impl LoopCore {
             return Ok(false);
         }
         // An fd past a C int is registered nowhere.
-        let Some(fd) = fd_arg(fd)? else { return Ok(false) };
+        let Some(fd) = self.watched_fd(py, fd)? else { return Ok(false) };
         match self.take_watch(py, fd, dir) {
             Some(h) => {
                 Handle::cancel(h.bind(py))?;
@@ -414,13 +457,14 @@ impl LoopCore {
         // deciding whether the poll may sleep (it may schedule callbacks).
         py.check_signals()?;
         let busy = this.stopping.get(py) || this.ready.with(py, |r| !r.is_empty());
+        let next_timer = if busy { None } else { this.timers.with(py, |t| t.peek_when()) };
         let timeout = if busy {
             Some(Duration::ZERO)
+        } else if let Some(when) = next_timer {
+            let t = (when - Self::now(slf)?).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+            Some(Duration::from_secs_f64(if t.is_nan() { 0.0 } else { t }))
         } else {
-            this.timers.with(py, |t| t.peek_when()).map(|when| {
-                let t = (when - monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
-                Duration::from_secs_f64(if t.is_nan() { 0.0 } else { t })
-            })
+            None
         };
 
         let (epfd, waker_fd) = match (
@@ -473,18 +517,17 @@ impl LoopCore {
             slf.call_method1("_handle_signal", (sig,))?;
         }
 
-        this.timers.with(py, |t| {
-            if t.is_empty() {
-                return;
-            }
-            let end = monotonic() + this.clock_resolution;
-            this.ready.with(py, |r| {
-                while let Some(h) = t.pop_due(end) {
-                    h.get().set_scheduled(py, false);
-                    r.push_back(h);
-                }
-            })
-        });
+        if !this.timers.with(py, |t| t.is_empty()) {
+            let end = Self::now(slf)? + this.clock_resolution;
+            this.timers.with(py, |t| {
+                this.ready.with(py, |r| {
+                    while let Some(h) = t.pop_due(end) {
+                        h.get().set_scheduled(py, false);
+                        r.push_back(h);
+                    }
+                })
+            });
+        }
 
         let ntodo = this.ready.with(py, |r| r.len());
         for _ in 0..ntodo {
@@ -530,6 +573,7 @@ impl LoopCore {
             for w in self.fds.peek_for_gc() {
                 visit.call(&w.reader)?;
                 visit.call(&w.writer)?;
+                visit.call(&w.fileobj)?;
             }
             visit.call(self.task_factory.peek_for_gc())?;
             visit.call(self.current_handle.peek_for_gc())?;
@@ -576,6 +620,7 @@ impl LoopCore {
             watched: GilCell::new(0),
             spare: GilCell::new(Vec::new()),
             clock_resolution: clock_resolution(),
+            time_overridden: GilCell::new(false),
         })
     }
 
@@ -606,12 +651,17 @@ impl LoopCore {
         if delay.is_none() {
             return Err(PyTypeError::new_err("delay must not be None"));
         }
-        let now = monotonic();
         // asyncio's `self.time() + delay`: a float delay adds here, anything
-        // else through Python's `+`, with its errors.
-        let when = match delay.cast::<PyFloat>() {
-            Ok(f) => PyFloat::new(py, now + f.value()).into_any(),
-            Err(_) => PyFloat::new(py, now).add(&delay)?,
+        // else through Python's `+`, with its errors; a patched `time` is
+        // called, and its value's own `+` decides.
+        let when = if slf.get().time_overridden.get(py) {
+            slf.call_method0(pyo3::intern!(py, "time"))?.add(&delay)?
+        } else {
+            let now = monotonic();
+            match delay.cast::<PyFloat>() {
+                Ok(f) => PyFloat::new(py, now + f.value()).into_any(),
+                Err(_) => PyFloat::new(py, now).add(&delay)?,
+            }
         };
         Self::call_at_impl(slf, &when, callback, args, context)
     }
@@ -670,6 +720,12 @@ impl LoopCore {
     fn set_debug(&self, py: Python<'_>, enabled: &Bound<'_, PyAny>) -> PyResult<()> {
         self.debug.set(py, enabled.is_truthy()?);
         Ok(())
+    }
+
+    /// Called by the Python side when `time` stops or starts being the
+    /// native clock (patched on the instance, or overridden by a subclass).
+    fn _set_time_overridden(&self, py: Python<'_>, overridden: bool) {
+        self.time_overridden.set(py, overridden)
     }
 
     #[getter(_debug)]
@@ -791,7 +847,7 @@ impl LoopCore {
 
     /// The (reader, writer) handles watching `fd`, for introspection.
     fn _fd_watchers(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<(Option<Py<Handle>>, Option<Py<Handle>>)> {
-        let Some(fd) = fd_arg(fd)? else { return Ok((None, None)) };
+        let Some(fd) = self.watched_fd(py, fd)? else { return Ok((None, None)) };
         let fd = fd as usize;
         Ok(self.fds.with(py, |fds| {
             fds.get(fd).map_or((None, None), |w| {

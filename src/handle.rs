@@ -50,8 +50,8 @@ fn format_callback_source<'py>(
 pub struct Handle {
     callback: GilCell<Option<Py<PyAny>>>,
     args: GilCell<Option<Py<PyTuple>>>,
-    /// `None` only for the loop's own native callbacks, which run no user
-    /// code directly and so need no context entered.
+    /// `None` only for the loop's own native callbacks that run no user
+    /// code (pending `sock_*` operations only resolve futures).
     context: GilCell<Option<Py<PyAny>>>,
     /// `None` only while the handle waits in the spare pool.
     loop_: GilCell<Option<Py<LoopCore>>>,
@@ -303,7 +303,8 @@ impl Handle {
         None
     }
 
-    /// A handle for one of the loop's own native callbacks (no context).
+    /// A handle for one of the loop's own native callbacks that runs no
+    /// user code (no context).
     pub fn new_native<T: NativeCallback>(py: Python<'_>, loop_: Py<LoopCore>, callback: Py<T>) -> PyResult<Py<Handle>> {
         let parts = Parts::new(py, loop_, callback.into_any(), PyTuple::empty(py).unbind(), None, true)?;
         Py::new(py, parts.into_handle(None, Some(fire_native::<T>)))
@@ -329,12 +330,13 @@ impl Handle {
         py: Python<'_>,
         loop_: Py<LoopCore>,
         when: f64,
+        when_given: Option<Py<PyAny>>,
         callback: Py<PyAny>,
         args: Py<PyTuple>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<Handle>> {
         let init = PyClassInitializer::from(Parts::new(py, loop_, callback, args, context, false)?.into_handle(Some(when), None))
-            .add_subclass(TimerHandle);
+            .add_subclass(TimerHandle { when_given });
         let timer: Bound<'_, TimerHandle> = Bound::new(py, init)?;
         Ok(timer.into_super().unbind())
     }
@@ -705,7 +707,11 @@ impl Handle {
 }
 
 #[pyclass(frozen, extends = Handle, module = "ferroloop")]
-pub struct TimerHandle;
+pub struct TimerHandle {
+    /// The object `call_at` was given, which `when()` returns as asyncio's
+    /// does (an int stays an int); None when it was the float itself.
+    when_given: Option<Py<PyAny>>,
+}
 
 impl TimerHandle {
     fn when_of(obj: &Bound<'_, PyAny>) -> Option<f64> {
@@ -730,13 +736,17 @@ impl TimerHandle {
 
 #[pymethods]
 impl TimerHandle {
-    fn when(slf: PyRef<'_, Self>) -> f64 {
-        slf.as_super().when.unwrap_or(f64::NAN)
+    fn when(slf: PyRef<'_, Self>) -> PyResult<Py<PyAny>> {
+        Self::_when(slf)
     }
 
     #[getter]
-    fn _when(slf: PyRef<'_, Self>) -> f64 {
-        slf.as_super().when.unwrap_or(f64::NAN)
+    fn _when(slf: PyRef<'_, Self>) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        match &slf.when_given {
+            Some(w) => Ok(w.clone_ref(py)),
+            None => Ok(slf.as_super().when.unwrap_or(f64::NAN).into_pyobject(py)?.into_any().unbind()),
+        }
     }
 
     #[getter]

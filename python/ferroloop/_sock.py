@@ -15,6 +15,8 @@ import sys
 from asyncio import constants, exceptions
 
 from ._ferroloop import sock_abandon, sock_recv_start, sock_sendall_start
+# os.sendfile natively: see fs_ops.rs.
+from ._ferroloop import sendfile as _sendfile
 
 try:
     import ssl
@@ -247,7 +249,7 @@ class SockMixin:
                 if count:
                     blocksize = count - total
                 try:
-                    sent = os.sendfile(fd, fileno, offset + total, min(blocksize, _SENDFILE_MAX))
+                    sent = _sendfile(fd, fileno, offset + total, min(blocksize, _SENDFILE_MAX))
                 except _RETRY:
                     await self._sock_wait(fd, True, _noop)
                     continue
