@@ -902,7 +902,7 @@ def sendfile_calls(monkeypatch):
         return call
 
     monkeypatch.setattr(os, 'sendfile', spy(os.sendfile))
-    # ferroloop's own sendfile(2) call, made natively (fs_ops.rs).
+    # ferroloop's own sendfile(2) call, made natively (io/fs_ops.rs).
     monkeypatch.setattr(ferroloop._sock, '_sendfile', spy(ferroloop._sock._sendfile))
     return calls
 

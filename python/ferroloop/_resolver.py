@@ -4,7 +4,7 @@ A numeric host (``'127.0.0.1'``, ``'::1'``) needs no resolver, so it is
 answered on the spot, with no thread hop. The usual requests (a literal
 address, a numeric port, the families, socket types, protocols and flags
 ``create_connection`` / ``create_server`` and client libraries pass) are
-built natively (``literal_addrinfo.rs``) without libc's ``getaddrinfo``,
+built natively (``io/literal_addrinfo.rs``) without libc's ``getaddrinfo``,
 which costs 13-27 us even for a literal; other numeric ones are given to
 ``socket.getaddrinfo`` on the spot. Either way the result is exactly
 ``socket.getaddrinfo``'s (tests/test_resolver.py compares them over a

@@ -25,7 +25,7 @@ from asyncio import constants, events, exceptions, tasks, trsock
 # replace it, as with the stdlib loop.
 from asyncio import base_events as _logging_module
 
-# stat and unlink of socket paths natively: see fs_ops.rs.
+# stat and unlink of socket paths natively: see io/fs_ops.rs.
 from ._ferroloop import path_mode_and_inode, start_accepting, unlink_path
 from ._connect import _bind_error_message, _check_ssl_socket, _set_reuseport
 from ._tls import TLSMixin

@@ -15,7 +15,7 @@ import sys
 from asyncio import constants, exceptions
 
 from ._ferroloop import sock_abandon, sock_recv_start, sock_sendall_start
-# os.sendfile natively: see fs_ops.rs.
+# os.sendfile natively: see io/fs_ops.rs.
 from ._ferroloop import sendfile as _sendfile
 
 try:

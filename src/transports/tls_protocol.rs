@@ -12,13 +12,13 @@
 //! transport's read buffer straight into the incoming BIO and the outgoing
 //! BIO's bytes straight to the transport's write, without Python frames.
 
-use crate::event_loop::LoopCore;
-use crate::flow_control::FlowControl;
-use crate::gil_cell::GilCell;
-use crate::handle::is_fatal;
-use crate::read_bytes::ReadBytes;
-use crate::stream_transport::{RawReceiver, StreamTransportCore, RAW_RECEIVER};
-use crate::transport_core::new_instance;
+use crate::loop_core::event_loop::LoopCore;
+use crate::transports::flow_control::FlowControl;
+use crate::loop_core::gil_cell::GilCell;
+use crate::loop_core::handle::is_fatal;
+use crate::io::read_bytes::ReadBytes;
+use crate::transports::stream_transport::{RawReceiver, StreamTransportCore, RAW_RECEIVER};
+use crate::transports::transport_core::new_instance;
 use pyo3::exceptions::{PyAssertionError, PyConnectionAbortedError, PyConnectionResetError, PyException, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -325,7 +325,7 @@ impl TLSProtocolCore {
         let this = slf.get();
         let start = if this.debug(py) {
             logger(py)?.call_method1("debug", ("%r starts SSL handshake", slf))?;
-            Some(crate::event_loop::monotonic())
+            Some(crate::loop_core::event_loop::monotonic())
         } else {
             None
         };
@@ -375,7 +375,7 @@ impl TLSProtocolCore {
             Err(e) => return Err(e),
         };
         if let Some(start) = this.st.with(py, |s| s.handshake_start) {
-            let ms = (crate::event_loop::monotonic() - start) * 1e3;
+            let ms = (crate::loop_core::event_loop::monotonic() - start) * 1e3;
             logger(py)?.call_method1("debug", ("%r: SSL handshake took %.1f ms", slf, ms))?;
         }
         if let (Some(extra), Some(o)) = (obj!(this, py, extra), &sslobj) {

@@ -7,13 +7,13 @@
 //! reports the fd ready and resolves the future when it is done, taking
 //! itself off the fd; no Python callback, partial or exception is involved.
 
-use crate::event_loop::LoopCore;
-use crate::gil_cell::GilCell;
-use crate::handle::{Handle, NativeCallback};
-use crate::os_error;
-use crate::read_bytes::ReadBytes;
-use crate::sock_io::{try_recv, try_send, Attempt, HeldBuffer};
-use crate::poller::{READABLE, WRITABLE};
+use crate::loop_core::event_loop::LoopCore;
+use crate::loop_core::gil_cell::GilCell;
+use crate::loop_core::handle::{Handle, NativeCallback};
+use crate::io::os_error;
+use crate::io::read_bytes::ReadBytes;
+use crate::io::sock_io::{try_recv, try_send, Attempt, HeldBuffer};
+use crate::io::poller::{READABLE, WRITABLE};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt};

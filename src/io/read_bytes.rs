@@ -9,7 +9,7 @@
 //! more, so the next read may refill it in place, as CPython's own
 //! `_PyBytes_Resize` does to a bytes object nobody else holds.
 
-use crate::gil_cell::GilCell;
+use crate::loop_core::gil_cell::GilCell;
 use pyo3::ffi;
 use pyo3::prelude::*;
 

@@ -18,15 +18,15 @@
 //! own transports go through the loop's `_accept_connection2`; running out
 //! of fds goes to its `_accept_paused`.
 
-use crate::datagram_transport::{make_address, SockAddr};
-use crate::event_loop::{fileobj_to_fd, LoopCore};
-use crate::handle::{is_fatal, Handle, NativeCallback};
-use crate::os_error;
-use crate::poller::READABLE;
-use crate::sock_io::errno;
-use crate::stream_transport::{init_socket_transport, socket_kind};
-use crate::transport_core::new_instance;
-use crate::tls_protocol::new_ssl_protocol;
+use crate::io::sock_addr::{make_address, SockAddr};
+use crate::loop_core::event_loop::{fileobj_to_fd, LoopCore};
+use crate::loop_core::handle::{is_fatal, Handle, NativeCallback};
+use crate::io::os_error;
+use crate::io::poller::READABLE;
+use crate::io::sock_io::errno;
+use crate::transports::stream_transport::{init_socket_transport, socket_kind};
+use crate::transports::transport_core::new_instance;
+use crate::transports::tls_protocol::new_ssl_protocol;
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;

@@ -4,13 +4,13 @@
 //! The Python class `ferroloop.Loop` subclasses this and adds the once-per-loop
 //! and once-per-connection parts of the API in Python.
 
-use crate::fastcall::{self, FastcallArgs, FastcallMethod};
-use crate::gil_cell::GilCell;
-use crate::handle::{Handle, RunError};
-use crate::os_error;
-use crate::poller::{self, Events, Poller, READABLE, WRITABLE};
-use crate::timer_heap::TimerHeap;
-use crate::waker::Waker;
+use crate::loop_core::fastcall::{self, FastcallArgs, FastcallMethod};
+use crate::loop_core::gil_cell::GilCell;
+use crate::loop_core::handle::{Handle, RunError};
+use crate::io::os_error;
+use crate::io::poller::{self, Events, Poller, READABLE, WRITABLE};
+use crate::loop_core::timer_heap::TimerHeap;
+use crate::io::waker::Waker;
 use pyo3::exceptions::{PyOverflowError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;

@@ -2,8 +2,8 @@
 //! and the stream transports: no BlockingIOError is raised for "not ready",
 //! and real errors become the OSError subclass the `socket` module raises.
 
-use crate::os_error;
-use crate::read_bytes::ReadBytes;
+use crate::io::os_error;
+use crate::io::read_bytes::ReadBytes;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use std::os::fd::RawFd;

@@ -17,9 +17,9 @@
 //! `start_transport`) and the loop's fd -> transport record asyncio keeps in
 //! `loop._transports` (`track_transport`, `forget_transport`).
 
-use crate::event_loop::LoopCore;
-use crate::flow_control::FlowControl;
-use crate::handle::is_fatal;
+use crate::loop_core::event_loop::LoopCore;
+use crate::transports::flow_control::FlowControl;
+use crate::loop_core::handle::is_fatal;
 use pyo3::exceptions::PyOSError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -175,19 +175,19 @@ macro_rules! reading_methods {
         #[pyo3::pymethods]
         impl $core {
             fn is_reading(&self, py: pyo3::Python<'_>) -> bool {
-                $crate::transport_core::ReadControl::reading(self, py)
+                $crate::transports::transport_core::ReadControl::reading(self, py)
             }
 
             fn pause_reading(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
-                $crate::transport_core::ReadControl::pause(slf)
+                $crate::transports::transport_core::ReadControl::pause(slf)
             }
 
             fn resume_reading(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
-                $crate::transport_core::ReadControl::resume(slf)
+                $crate::transports::transport_core::ReadControl::resume(slf)
             }
 
             fn _start_reading(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
-                $crate::transport_core::ReadControl::start(slf)
+                $crate::transports::transport_core::ReadControl::start(slf)
             }
         }
     };
@@ -202,18 +202,18 @@ macro_rules! write_limit_methods {
         impl $core {
             #[pyo3(signature = (high=None, low=None))]
             fn set_write_buffer_limits(slf: &pyo3::Bound<'_, Self>, high: Option<i64>, low: Option<i64>) -> pyo3::PyResult<()> {
-                $crate::transport_core::WriteFlow::with_flow(slf.get(), slf.py(), |f, _| f.set_limits(high, low))
+                $crate::transports::transport_core::WriteFlow::with_flow(slf.get(), slf.py(), |f, _| f.set_limits(high, low))
                     .map_err(pyo3::exceptions::PyValueError::new_err)?;
-                $crate::transport_core::WriteFlow::maybe_pause_protocol(slf)
+                $crate::transports::transport_core::WriteFlow::maybe_pause_protocol(slf)
             }
 
             fn get_write_buffer_limits(&self, py: pyo3::Python<'_>) -> (usize, usize) {
-                $crate::transport_core::WriteFlow::with_flow(self, py, |f, _| f.limits())
+                $crate::transports::transport_core::WriteFlow::with_flow(self, py, |f, _| f.limits())
             }
 
             #[getter]
             fn _protocol_paused(&self, py: pyo3::Python<'_>) -> bool {
-                $crate::transport_core::WriteFlow::with_flow(self, py, |f, _| f.paused)
+                $crate::transports::transport_core::WriteFlow::with_flow(self, py, |f, _| f.paused)
             }
         }
     };
@@ -321,29 +321,29 @@ macro_rules! closing_methods {
         impl $core {
             #[pyo3(name = "close")]
             fn py_close(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
-                $crate::transport_core::Closing::close(slf)
+                $crate::transports::transport_core::Closing::close(slf)
             }
 
             fn abort(slf: &pyo3::Bound<'_, Self>) -> pyo3::PyResult<()> {
-                $crate::transport_core::Closing::force_close(slf, slf.py().None())
+                $crate::transports::transport_core::Closing::force_close(slf, slf.py().None())
             }
 
             fn _force_close(slf: &pyo3::Bound<'_, Self>, exc: pyo3::Py<pyo3::PyAny>) -> pyo3::PyResult<()> {
-                $crate::transport_core::Closing::force_close(slf, exc)
+                $crate::transports::transport_core::Closing::force_close(slf, exc)
             }
 
             fn is_closing(&self, py: pyo3::Python<'_>) -> bool {
-                $crate::transport_core::ReadControl::read_flags(self, py).0
+                $crate::transports::transport_core::ReadControl::read_flags(self, py).0
             }
 
             #[getter]
             fn _closing(&self, py: pyo3::Python<'_>) -> bool {
-                $crate::transport_core::ReadControl::read_flags(self, py).0
+                $crate::transports::transport_core::ReadControl::read_flags(self, py).0
             }
 
             #[getter]
             fn _conn_lost(&self, py: pyo3::Python<'_>) -> u32 {
-                $crate::transport_core::Closing::conn_lost(self, py)
+                $crate::transports::transport_core::Closing::conn_lost(self, py)
             }
         }
     };

@@ -13,14 +13,14 @@
 //! per transport even when a second close path runs (`abort()` after
 //! `close()`), where asyncio would call it again on a protocol it dropped.
 
-use crate::event_loop::LoopCore;
-use crate::flow_control::FlowControl;
-use crate::gil_cell::GilCell;
-use crate::handle::{is_fatal, Handle, NativeCallback};
-use crate::transport_core::{ReadControl, WriteFlow};
-use crate::poller::{READABLE, WRITABLE};
-use crate::read_bytes::ReadBytes;
-use crate::sock_io::{outcome, read_sized, Attempt, HeldBuffer};
+use crate::loop_core::event_loop::LoopCore;
+use crate::transports::flow_control::FlowControl;
+use crate::loop_core::gil_cell::GilCell;
+use crate::loop_core::handle::{is_fatal, Handle, NativeCallback};
+use crate::transports::transport_core::{ReadControl, WriteFlow};
+use crate::io::poller::{READABLE, WRITABLE};
+use crate::io::read_bytes::ReadBytes;
+use crate::io::sock_io::{outcome, read_sized, Attempt, HeldBuffer};
 use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};

@@ -12,8 +12,8 @@
 //! `socket.getaddrinfo`, so its results and errors stay libc's own.
 //! tests/test_resolver.py holds the two equal over a matrix of inputs.
 
-use crate::datagram_transport::{make_address, SockAddr};
-use crate::gil_cell::GilCell;
+use crate::io::sock_addr::{inet_pton, make_address, SockAddr};
+use crate::loop_core::gil_cell::GilCell;
 use std::collections::HashMap;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -40,10 +40,6 @@ const UDP: i64 = libc::IPPROTO_UDP as i64;
 pub enum Literal {
     V4([u8; 4]),
     V6([u8; 16]),
-}
-
-unsafe extern "C" {
-    fn inet_pton(af: libc::c_int, src: *const libc::c_char, dst: *mut libc::c_void) -> libc::c_int;
 }
 
 /// The address `host` spells, when glibc's `getaddrinfo` reads it the same

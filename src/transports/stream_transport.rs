@@ -6,15 +6,15 @@
 //! and error-reporting parts in Python. The contract is asyncio's
 //! `_SelectorSocketTransport`: same callback order, same messages.
 
-use crate::fastcall::{self, FastcallArgs, FastcallMethod};
-use crate::event_loop::LoopCore;
-use crate::flow_control::FlowControl;
-use crate::gil_cell::GilCell;
-use crate::handle::{is_fatal, Handle, NativeCallback};
-use crate::transport_core::{add_socket_extra, forget_transport, start_transport, Closing, ReadControl, WriteFlow};
-use crate::os_error;
-use crate::poller::{READABLE, WRITABLE};
-use crate::sock_io::{read_sized, recv_with, try_recv, try_send, Attempt, HeldBuffer, DIRECT_READ_MIN};
+use crate::loop_core::fastcall::{self, FastcallArgs, FastcallMethod};
+use crate::loop_core::event_loop::LoopCore;
+use crate::transports::flow_control::FlowControl;
+use crate::loop_core::gil_cell::GilCell;
+use crate::loop_core::handle::{is_fatal, Handle, NativeCallback};
+use crate::transports::transport_core::{add_socket_extra, forget_transport, start_transport, Closing, ReadControl, WriteFlow};
+use crate::io::os_error;
+use crate::io::poller::{READABLE, WRITABLE};
+use crate::io::sock_io::{read_sized, recv_with, try_recv, try_send, Attempt, HeldBuffer, DIRECT_READ_MIN};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -262,10 +262,10 @@ impl StreamTransportCore {
                 return this.fatal(py, e, "Fatal read error on socket transport");
             }
             let n = libc::recv(this.fd, view.buf.cast(), view.len as usize, libc::MSG_DONTWAIT);
-            let err = crate::sock_io::errno();
+            let err = crate::io::sock_io::errno();
             ffi::PyBuffer_Release(&mut view);
             if n < 0 {
-                if crate::sock_io::would_block(err) {
+                if crate::io::sock_io::would_block(err) {
                     return Ok(());
                 }
                 return this.fatal(py, os_error::from_errno(py, err), "Fatal read error on socket transport");
@@ -343,7 +343,7 @@ impl StreamTransportCore {
 
     fn shutdown_write(&self, py: Python<'_>) -> PyResult<()> {
         if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } < 0 {
-            return Err(os_error::from_errno(py, crate::sock_io::errno()));
+            return Err(os_error::from_errno(py, crate::io::sock_io::errno()));
         }
         Ok(())
     }
@@ -640,7 +640,7 @@ fn new_core(
     protocol: &Bound<'_, PyAny>,
 ) -> PyResult<Py<StreamTransportCore>> {
     let py = loop_.py();
-    let fd = crate::event_loop::fileobj_to_fd(sock)?;
+    let fd = crate::loop_core::event_loop::fileobj_to_fd(sock)?;
     let state = State {
         sock: Some(sock.clone().unbind()),
         transport: Some(transport.clone().unbind()),
@@ -709,7 +709,7 @@ fn set_nodelay(sock: &Bound<'_, PyAny>, fd: RawFd) -> PyResult<()> {
             libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, (&on as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
         };
         if r != 0 {
-            return Err(os_error::from_errno(py, crate::sock_io::errno()));
+            return Err(os_error::from_errno(py, crate::io::sock_io::errno()));
         }
     }
     Ok(())

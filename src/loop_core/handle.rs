@@ -4,8 +4,8 @@
 //! queue and the timer heap hold the same type; `TimerHandle` is a subclass
 //! that adds the timer-only Python API.
 
-use crate::event_loop::LoopCore;
-use crate::gil_cell::GilCell;
+use crate::loop_core::event_loop::LoopCore;
+use crate::loop_core::gil_cell::GilCell;
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::ffi;
 use pyo3::prelude::*;

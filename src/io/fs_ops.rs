@@ -54,7 +54,7 @@ fn retrying<T: Copy + PartialEq + From<i8> + Send>(
         if err != libc::EINTR {
             return Err(match path {
                 Some(p) => path_error(py, err, p),
-                None => crate::os_error::from_errno(py, err),
+                None => crate::io::os_error::from_errno(py, err),
             });
         }
         py.check_signals()?;

@@ -1,0 +1,7 @@
+//! The loop's core: the ready queue, timers, handles and how native methods are called.
+
+pub mod event_loop;
+pub mod handle;
+pub mod timer_heap;
+pub mod fastcall;
+pub mod gil_cell;
