@@ -6,7 +6,7 @@ pub mod transports;
 
 use pyo3::prelude::*;
 
-// The native core counts on the GIL (gil_cell.rs): a free-threaded Python
+// The native core counts on the GIL (loop_core/gil_cell.rs): a free-threaded Python
 // turns its GIL back on when it imports this module, and says so.
 #[pymodule(gil_used = true)]
 fn _ferroloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
