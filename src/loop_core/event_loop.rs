@@ -206,7 +206,7 @@ impl LoopCore {
             return Ok(slf.call_method1("_create_task_from_factory", (factory, coro, name, context))?.unbind());
         }
         let kwargs = PyDict::new(py);
-        // Passed only when given: Python 3.9 and 3.10 tasks take no context.
+        // Only the keywords given, so the call costs no more than it must.
         if let Some(name) = name.filter(|n| !n.is_none()) {
             kwargs.set_item(pyo3::intern!(py, "name"), name)?;
         }
