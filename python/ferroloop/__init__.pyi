@@ -20,9 +20,10 @@ from typing import IO, Any, Literal, TypeAlias, TypeVar, TypeVarTuple, Unpack, t
 from _typeshed import FileDescriptorLike, ReadableBuffer, StrPath, WriteableBuffer
 
 from ._ferroloop import Handle as Handle, TimerHandle as TimerHandle
+from ._metrics import LagStats as LagStats, LoopMetrics as LoopMetrics, SlowCallback as SlowCallback
 
 __all__ = ('Loop', 'Handle', 'TimerHandle', 'EventLoopPolicy', 'install',
-           'new_event_loop', 'run')
+           'new_event_loop', 'run', 'LoopMetrics', 'LagStats', 'SlowCallback')
 
 __version__: str
 
@@ -207,6 +208,12 @@ class Loop(asyncio.AbstractEventLoop):
     def call_exception_handler(self, context: dict[str, Any]) -> None: ...
     def get_debug(self) -> bool: ...
     def set_debug(self, enabled: bool) -> None: ...
+
+    # Metrics (ferroloop's own; off by default).
+    def enable_metrics(self, *, slow_callback_duration: float | None = 0.1,
+                       on_slow_callback: Callable[[SlowCallback], object] | None = None) -> None: ...
+    def disable_metrics(self) -> None: ...
+    def metrics(self) -> LoopMetrics: ...
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
     """asyncio's default policy, handing out ferroloop loops."""

@@ -21,7 +21,7 @@ from asyncio import coroutines, events, futures, tasks
 from asyncio import base_events as _logging_module
 
 from ._ferroloop import LoopCore
-from . import _usage_report
+from . import _metrics, _usage_report
 from ._resolver import ResolverMixin
 from ._signals import SignalMixin
 from ._sock import SockMixin
@@ -56,6 +56,7 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self._signal_handlers = {}
+        self._on_slow_callback = None
         # fd -> weak reference to the transport using it, so add_reader & co.
         # can refuse those fds; a transport drops its entry when its
         # connection is lost (track_transport / forget_transport).
@@ -153,6 +154,36 @@ class Loop(LoopCore, SockMixin, ResolverMixin, SignalMixin, ConnectMixin, Server
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
+
+    def enable_metrics(self, *, slow_callback_duration=0.1, on_slow_callback=None):
+        """Starts counting what the loop does (``metrics()`` reads it).
+
+        A callback or task step that runs *slow_callback_duration* seconds
+        or longer is logged as a warning on asyncio's logger with where it
+        was scheduled, then passed to *on_slow_callback* as a
+        ``SlowCallback``, if given; None reports none. Calling it again
+        changes these and keeps the counts.
+        """
+        if slow_callback_duration is not None:
+            if isinstance(slow_callback_duration, bool) or not isinstance(slow_callback_duration, (int, float)):
+                raise TypeError(f'slow_callback_duration must be a number or None, '
+                                f'not {type(slow_callback_duration).__name__}')
+            if not slow_callback_duration >= 0:
+                raise ValueError(f'slow_callback_duration must be >= 0, not {slow_callback_duration!r}')
+        if on_slow_callback is not None and not callable(on_slow_callback):
+            raise TypeError('on_slow_callback must be a callable or None')
+        self._on_slow_callback = on_slow_callback
+        self._enable_metrics(None if slow_callback_duration is None else float(slow_callback_duration))
+
+    def disable_metrics(self):
+        """Stops counting and forgets the counts."""
+        self._on_slow_callback = None
+        self._disable_metrics()
+
+    def metrics(self):
+        """A ``LoopMetrics`` snapshot of the counts since ``enable_metrics()``;
+        RuntimeError if metrics are off. Still answers after ``close()``."""
+        return _metrics.snapshot(self)
 
     def __del__(self, _warn=warnings.warn):
         try:

@@ -7,6 +7,7 @@
 use crate::loop_core::fastcall::{self, FastcallArgs, FastcallMethod};
 use crate::loop_core::gil_cell::GilCell;
 use crate::loop_core::handle::{Handle, RunError};
+use crate::loop_core::loop_metrics::{LoopMetrics, TransportKind, TRANSPORT_KINDS};
 use crate::io::os_error;
 use crate::io::poller::{self, Events, Poller, READABLE, WRITABLE};
 use crate::loop_core::timer_heap::TimerHeap;
@@ -30,6 +31,38 @@ const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
 static FUTURES_MODULE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static TASKS_MODULE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static DEBUG_HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+static METRICS_HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+static ASYNCIO_HANDLE_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// The `_run` last found on `asyncio.Handle`, and whether it is asyncio's own.
+static HANDLE_RUN_SEEN: GilCell<Option<(Py<PyAny>, bool)>> = GilCell::new(None);
+
+/// `asyncio.Handle._run` when something replaced it (tools that time
+/// callbacks, e.g. logfire's and aiodebug's, patch it): the stdlib loop
+/// runs every handle through it, so this loop then does too. Looked up once
+/// per iteration; the answer is kept until a different function is found.
+fn replaced_handle_run(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
+    let class = ASYNCIO_HANDLE_CLASS.import(py, "asyncio.events", "Handle")?;
+    let run = class.getattr(pyo3::intern!(py, "_run"))?;
+    let known = HANDLE_RUN_SEEN.with(py, |s| s.as_ref().filter(|(f, _)| f.is(&run)).map(|(_, own)| *own));
+    let own = match known {
+        Some(own) => own,
+        None => {
+            let own = is_asyncio_handle_run(&run)?;
+            drop(HANDLE_RUN_SEEN.replace(py, Some((run.clone().unbind(), own))));
+            own
+        }
+    };
+    Ok((!own).then_some(run))
+}
+
+/// asyncio's own `Handle._run`, found by its code's file and name, so that
+/// a replacement made before ferroloop was imported is still recognised.
+fn is_asyncio_handle_run(run: &Bound<'_, PyAny>) -> PyResult<bool> {
+    let py = run.py();
+    let Some(code) = run.getattr_opt(pyo3::intern!(py, "__code__"))? else { return Ok(false) };
+    let events_file = py.import("asyncio.events")?.getattr("__file__")?;
+    Ok(code.getattr("co_filename")?.eq(events_file)? && code.getattr("co_qualname")?.eq("Handle._run")?)
+}
 
 /// `time.monotonic()`, computed the way CPython computes it.
 pub fn monotonic() -> f64 {
@@ -161,6 +194,12 @@ pub struct LoopCore {
     /// patched on the instance, as tests do to drive time): the scheduler
     /// then asks `self.time()`, as asyncio's does, instead of the clock.
     time_overridden: GilCell<bool>,
+    /// What the loop counts while metrics are on; None while off, so the hot
+    /// paths test one pointer.
+    metrics: GilCell<Option<Box<LoopMetrics>>>,
+    /// While metrics are on: callbacks that run this long (seconds) or
+    /// longer are reported with their origin; None, not reported.
+    slow_threshold: GilCell<Option<f64>>,
 }
 
 /// At most this many spare handles per loop (about 4 MiB): enough for a
@@ -184,6 +223,49 @@ impl LoopCore {
         }
     }
 
+    /// Handles made now record where they were scheduled.
+    #[inline]
+    pub fn reports_slow_callbacks(&self, py: Python<'_>) -> bool {
+        self.slow_threshold.get(py).is_some()
+    }
+
+    #[inline]
+    fn metrics_on(&self, py: Python<'_>) -> bool {
+        self.metrics.with(py, |m| m.is_some())
+    }
+
+    #[inline]
+    fn count(&self, py: Python<'_>, f: impl FnOnce(&mut LoopMetrics)) {
+        self.metrics.with(py, |m| {
+            if let Some(m) = m {
+                f(m)
+            }
+        })
+    }
+
+    /// Bytes a transport of `kind` read and wrote, counted while metrics are on.
+    #[inline]
+    pub fn count_bytes(&self, py: Python<'_>, kind: TransportKind, read: usize, written: usize) {
+        self.count(py, |m| {
+            m.add_read(kind, read);
+            m.add_written(kind, written);
+        })
+    }
+
+    #[inline]
+    pub fn count_accepted(&self, py: Python<'_>) {
+        self.count(py, |m| m.connections_accepted += 1)
+    }
+
+    /// Appends to the ready queue, noting when for the ready-lag histogram.
+    #[inline]
+    fn enqueue(&self, py: Python<'_>, h: Py<Handle>) {
+        if self.metrics_on(py) {
+            h.get().set_queued_at(py, monotonic());
+        }
+        self.ready.with(py, |r| r.push_back(h));
+    }
+
     pub fn take_spare(&self, py: Python<'_>) -> Option<Py<Handle>> {
         self.spare.with(py, Vec::pop)
     }
@@ -202,6 +284,7 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         this.check_closed(py)?;
+        this.count(py, |m| m.tasks_created += 1);
         if let Some(factory) = this.task_factory.with(py, |f| f.as_ref().map(|f| f.clone_ref(py))) {
             return Ok(slf.call_method1("_create_task_from_factory", (factory, coro, name, context))?.unbind());
         }
@@ -223,6 +306,7 @@ impl LoopCore {
         let py = slf.py();
         let this = slf.get();
         this.check_closed(py)?;
+        this.count(py, |m| m.tasks_created += 1);
         if let Some(factory) = this.task_factory.with(py, |f| f.as_ref().map(|f| f.clone_ref(py))) {
             return Ok(factory.bind(py).call((slf, coro), Some(&kwargs))?.unbind());
         }
@@ -248,6 +332,7 @@ impl LoopCore {
     /// A scheduled timer was cancelled (asyncio's `_timer_handle_cancelled`).
     pub fn timer_cancelled(&self, py: Python<'_>) {
         self.timers.with(py, |t| t.note_cancelled());
+        self.count(py, |m| m.timers_cancelled += 1);
     }
 
     #[inline]
@@ -290,7 +375,7 @@ impl LoopCore {
         }
         let h = Handle::new_plain(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
         Handle::untrack_queued(&h);
-        this.ready.with(py, |r| r.push_back(h.clone_ref(py)));
+        this.enqueue(py, h.clone_ref(py));
         Ok(h)
     }
 
@@ -302,6 +387,7 @@ impl LoopCore {
         Handle::untrack_queued(&h);
         this.timers.with(py, |t| t.push(when, h.clone_ref(py)));
         h.get().set_scheduled(py, true);
+        this.count(py, |m| m.timers_scheduled += 1);
         Ok(h)
     }
 
@@ -419,7 +505,8 @@ impl LoopCore {
 
     /// Queues the watchers of one fd the poll reported ready; cancelled ones
     /// are collected for removal, as asyncio's `_process_events` does.
-    fn dispatch_fd(&self, py: Python<'_>, fd: RawFd, mask: u8, stale: &mut Vec<(RawFd, u8)>) {
+    /// `ready_at` is when the poll returned, while metrics are on.
+    fn dispatch_fd(&self, py: Python<'_>, fd: RawFd, mask: u8, ready_at: Option<f64>, stale: &mut Vec<(RawFd, u8)>) {
         self.fds.with(py, |fds| {
             let Some(w) = fds.get(fd as usize) else { return };
             self.ready.with(py, |ready| {
@@ -431,6 +518,9 @@ impl LoopCore {
                         if h.get().is_cancelled(py) {
                             stale.push((fd, dir));
                         } else {
+                            if let Some(t) = ready_at {
+                                h.get().set_queued_at(py, t);
+                            }
                             ready.push_back(h.clone_ref(py));
                         }
                     }
@@ -475,6 +565,8 @@ impl LoopCore {
             _ => return Err(closed_error()),
         };
         let mut events = this.events.with(py, std::mem::take);
+        let metrics_on = this.metrics_on(py);
+        let poll_start = if metrics_on { monotonic() } else { 0.0 };
         let polled = if busy && this.watched.get(py) == 0 {
             // Nothing is watched and the poll may not sleep: it could only
             // report the waker, whose thread-safe callbacks are queued already.
@@ -495,6 +587,14 @@ impl LoopCore {
                 return Err(os_error::from_io(py, e));
             }
         }
+        let ready_at = metrics_on.then(|| {
+            let t = monotonic();
+            this.count(py, |m| {
+                m.iterations += 1;
+                m.polling += t - poll_start;
+            });
+            t
+        });
         // Run Python-level signal handlers now (SIGINT's KeyboardInterrupt),
         // even if no Python code runs this iteration.
         py.check_signals()?;
@@ -506,7 +606,7 @@ impl LoopCore {
             if fd == waker_fd {
                 this.waker.with(py, |w| w.as_ref().map(|w| w.drain(&mut signals)));
             } else {
-                this.dispatch_fd(py, fd, mask, &mut stale);
+                this.dispatch_fd(py, fd, mask, ready_at, &mut stale);
             }
         }
         this.events.with(py, |b| *b = events);
@@ -529,6 +629,8 @@ impl LoopCore {
             });
         }
 
+        let run_patch = replaced_handle_run(py)?;
+        let instrumented = metrics_on || run_patch.is_some() || this.debug.get(py);
         let ntodo = this.ready.with(py, |r| r.len());
         for _ in 0..ntodo {
             let Some(h) = this.ready.with(py, |r| r.pop_front()) else { break };
@@ -537,16 +639,8 @@ impl LoopCore {
                 Handle::release_queued(py, h);
                 continue;
             }
-            let outcome = if this.debug.get(py) {
-                this.current_handle.replace(py, Some(h.clone_ref(py)));
-                let t0 = monotonic();
-                let outcome = Handle::run(hb);
-                let dt = monotonic() - t0;
-                this.current_handle.replace(py, None);
-                if dt >= this.slow_callback_duration.get(py) {
-                    Self::debug_helpers(py)?.call_method1("log_slow_callback", (hb, dt))?;
-                }
-                outcome
+            let outcome = if instrumented {
+                Self::run_instrumented(slf, hb, run_patch.as_ref())?
             } else {
                 Handle::run(hb)
             };
@@ -556,6 +650,61 @@ impl LoopCore {
             }
         }
         Ok(())
+    }
+
+    /// Runs one handle with what debug mode, metrics or a replaced
+    /// `Handle._run` ask for around it: timing, lag, slow-callback reports.
+    fn run_instrumented(slf: &Bound<'_, Self>, hb: &Bound<'_, Handle>, run_patch: Option<&Bound<'_, PyAny>>) -> PyResult<Result<(), RunError>> {
+        let py = slf.py();
+        let this = slf.get();
+        let debug = this.debug.get(py);
+        if debug {
+            drop(this.current_handle.replace(py, Some(hb.clone().unbind())));
+        }
+        let t0 = monotonic();
+        let outcome = match run_patch {
+            Some(run) => Handle::run_through(hb, run),
+            None => Handle::run(hb),
+        };
+        let dt = monotonic() - t0;
+        if debug {
+            drop(this.current_handle.replace(py, None));
+            if dt >= this.slow_callback_duration.get(py) {
+                Self::debug_helpers(py)?.call_method1("log_slow_callback", (hb, dt))?;
+            }
+        }
+        let time_overridden = this.time_overridden.get(py);
+        let threshold = this.slow_threshold.get(py);
+        let mut slow = false;
+        this.count(py, |m| {
+            let h = hb.get();
+            match h.when_value() {
+                Some(when) => {
+                    m.timers_fired += 1;
+                    // A patched clock's deadlines are not on this clock.
+                    if !time_overridden {
+                        m.timer_lag.record(t0 - when);
+                    }
+                }
+                None => {
+                    let queued = h.queued_at(py);
+                    if queued > 0.0 {
+                        m.ready_lag.record(t0 - queued);
+                    }
+                }
+            }
+            m.callbacks += 1;
+            m.busy += dt;
+            slow = threshold.is_some_and(|t| dt >= t);
+            if slow {
+                m.slow_callbacks += 1;
+            }
+        });
+        if slow {
+            let helpers = METRICS_HELPERS.get_or_try_init(py, || py.import("ferroloop._metrics").map(Bound::unbind))?;
+            helpers.bind(py).call_method1("_report_slow_callback", (slf, hb, dt, hb.get().origin(py)?))?;
+        }
+        Ok(outcome)
     }
 }
 
@@ -621,6 +770,8 @@ impl LoopCore {
             spare: GilCell::new(Vec::new()),
             clock_resolution: clock_resolution(),
             time_overridden: GilCell::new(false),
+            metrics: GilCell::new(None),
+            slow_threshold: GilCell::new(None),
         })
     }
 
@@ -638,7 +789,7 @@ impl LoopCore {
         }
         let h = Handle::new_thread_safe(py, slf.clone().unbind(), callback.unbind(), args.unbind(), context.map(Bound::unbind))?;
         Handle::untrack_queued(&h);
-        this.ready.with(py, |r| r.push_back(h.clone_ref(py)));
+        this.enqueue(py, h.clone_ref(py));
         if this.polling.load(Ordering::SeqCst) {
             this.waker.with(py, |w| w.as_ref().map(Waker::wake));
         }
@@ -811,7 +962,7 @@ impl LoopCore {
     /// Queues an existing handle to run in the next iteration.
     fn _schedule_handle(&self, py: Python<'_>, handle: Py<Handle>) -> PyResult<()> {
         self.check_closed(py)?;
-        self.ready.with(py, |r| r.push_back(handle));
+        self.enqueue(py, handle);
         Ok(())
     }
 
@@ -854,6 +1005,51 @@ impl LoopCore {
                 (w.reader.as_ref().map(|h| h.clone_ref(py)), w.writer.as_ref().map(|h| h.clone_ref(py)))
             })
         }))
+    }
+
+    /// Starts counting (counts kept if already on); `slow_callback_duration`
+    /// None stops slow-callback reports.
+    fn _enable_metrics(&self, py: Python<'_>, slow_callback_duration: Option<f64>) {
+        if !self.metrics_on(py) {
+            drop(self.metrics.replace(py, Some(Box::default())));
+        }
+        self.slow_threshold.set(py, slow_callback_duration);
+    }
+
+    /// Stops counting and forgets the counts.
+    fn _disable_metrics(&self, py: Python<'_>) {
+        drop(self.metrics.take(py));
+        self.slow_threshold.set(py, None);
+    }
+
+    /// The counts so far as a dict (None while metrics are off); the
+    /// histograms as (count, mean, p50, p90, p99, max) in seconds. Still
+    /// answers once the loop is closed, for a report at exit.
+    fn _metrics_snapshot<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(m) = self.metrics.with(py, |m| m.as_deref().cloned()) else { return Ok(None) };
+        let d = PyDict::new(py);
+        d.set_item("iterations", m.iterations)?;
+        d.set_item("callbacks", m.callbacks)?;
+        d.set_item("busy_time", m.busy)?;
+        d.set_item("poll_time", m.polling)?;
+        d.set_item("timers_scheduled", m.timers_scheduled)?;
+        d.set_item("timers_cancelled", m.timers_cancelled)?;
+        d.set_item("timers_fired", m.timers_fired)?;
+        d.set_item("connections_accepted", m.connections_accepted)?;
+        d.set_item("tasks_created", m.tasks_created)?;
+        d.set_item("slow_callbacks", m.slow_callbacks)?;
+        d.set_item("fds_watched", self.fds.with(py, |f| f.iter().filter(|w| w.interest() != 0).count()))?;
+        let (read, written) = (PyDict::new(py), PyDict::new(py));
+        for (name, (r, w)) in TRANSPORT_KINDS.iter().zip(m.bytes) {
+            read.set_item(name, r)?;
+            written.set_item(name, w)?;
+        }
+        d.set_item("bytes_read", read)?;
+        d.set_item("bytes_written", written)?;
+        for (key, h) in [("timer_lag", &m.timer_lag), ("ready_lag", &m.ready_lag)] {
+            d.set_item(key, (h.count(), h.mean(), h.quantile(0.5), h.quantile(0.9), h.quantile(0.99), h.max()))?;
+        }
+        Ok(Some(d))
     }
 
     /// Counts for introspection: (ready callbacks, timers in the heap, fds watched).

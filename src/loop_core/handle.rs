@@ -74,6 +74,13 @@ pub struct Handle {
     /// has `_ThreadSafeHandle` (3.14 on): held while the callback runs, so a
     /// `cancel()` or `cancelled()` from another thread waits for its end.
     lock: GilCell<Option<Py<PyAny>>>,
+    /// While the loop's metrics are on: when the handle joined the ready
+    /// queue (for the ready-lag histogram), and the code object and
+    /// instruction offset of the Python frame that scheduled it (for
+    /// slow-callback reports), read from the frame at no more cost than two
+    /// pointers and a reference, unlike debug mode's whole traceback.
+    queued_at: GilCell<f64>,
+    origin: GilCell<Option<(Py<PyAny>, i32)>>,
 }
 
 type NativeFire = fn(&Bound<'_, PyAny>) -> PyResult<()>;
@@ -104,7 +111,8 @@ pub fn is_fatal(py: Python<'_>, e: &PyErr) -> bool {
 
 /// What running a handle's callback produced that the loop must act on.
 pub enum RunError {
-    /// SystemExit / KeyboardInterrupt: leaves `run_forever`.
+    /// Leaves `run_forever`: SystemExit / KeyboardInterrupt, or whatever a
+    /// replaced `asyncio.Handle._run` raised.
     Fatal(PyErr),
 }
 
@@ -119,6 +127,22 @@ struct Parts {
     context: Option<Py<PyAny>>,
     copied_context: bool,
     source_traceback: Option<Py<PyAny>>,
+    origin: Option<(Py<PyAny>, i32)>,
+}
+
+/// The innermost Python frame's code object and instruction offset, if a
+/// Python frame is running.
+fn scheduling_frame(py: Python<'_>) -> Option<(Py<PyAny>, i32)> {
+    // SAFETY: GIL held; the frame is borrowed and outlives these calls.
+    unsafe {
+        let frame = ffi::PyEval_GetFrame();
+        if frame.is_null() {
+            return None;
+        }
+        let code = ffi::PyFrame_GetCode(frame);
+        let lasti = ffi::PyFrame_GetLasti(frame);
+        Some((Bound::from_owned_ptr(py, code.cast()).unbind(), lasti))
+    }
 }
 
 impl Parts {
@@ -143,7 +167,8 @@ impl Parts {
         } else {
             None
         };
-        Ok(Parts { loop_, callback, args, context, copied_context, source_traceback })
+        let origin = if !native && loop_.get().reports_slow_callbacks(py) { scheduling_frame(py) } else { None };
+        Ok(Parts { loop_, callback, args, context, copied_context, source_traceback, origin })
     }
 
     fn into_handle(self, when: Option<f64>, native: Option<NativeFire>) -> Handle {
@@ -161,6 +186,8 @@ impl Parts {
             untracked_args: GilCell::new(false),
             native,
             lock: GilCell::new(None),
+            queued_at: GilCell::new(0.0),
+            origin: GilCell::new(self.origin),
         }
     }
 }
@@ -252,6 +279,7 @@ impl Handle {
         self.loop_.replace(py, Some(parts.loop_));
         self.source_traceback.replace(py, parts.source_traceback);
         self.copied_context.set(py, parts.copied_context);
+        self.origin.replace(py, parts.origin);
     }
 
     /// Keeps a finished plain handle that nothing else refers to for the
@@ -279,6 +307,7 @@ impl Handle {
             this.repr.take(py),
             this.source_traceback.take(py),
             this.lock.take(py),
+            this.origin.take(py).map(|(code, _)| code),
         );
         let owner = this.loop_.take(py).expect("a handle in use has its loop");
         this.cancelled.set(py, false);
@@ -293,7 +322,8 @@ impl Handle {
         owner.get().keep_spare(py, h);
         decref(Some(owner));
         // Last: releasing these may run arbitrary Python code.
-        let (callback, args, context, repr, source_traceback, lock) = old;
+        let (callback, args, context, repr, source_traceback, lock, origin) = old;
+        decref(origin);
         decref(lock);
         decref(callback);
         decref(args);
@@ -413,6 +443,43 @@ impl Handle {
 
     pub fn set_scheduled(&self, py: Python<'_>, scheduled: bool) {
         self.scheduled.set(py, scheduled)
+    }
+
+    pub fn set_queued_at(&self, py: Python<'_>, t: f64) {
+        self.queued_at.set(py, t)
+    }
+
+    /// When the handle was queued, if it was while metrics were on (else 0).
+    pub fn queued_at(&self, py: Python<'_>) -> f64 {
+        self.queued_at.get(py)
+    }
+
+    /// Where the handle was scheduled, as (file name, line, function), if
+    /// it was while slow callbacks were reported.
+    pub fn origin(&self, py: Python<'_>) -> PyResult<Option<(Py<PyAny>, i32, Py<PyAny>)>> {
+        let Some((code, lasti)) = self.origin.with(py, |o| o.as_ref().map(|(c, l)| (c.clone_ref(py), *l))) else {
+            return Ok(None);
+        };
+        // SAFETY: `code` is a live code object.
+        let line = unsafe { ffi::PyCode_Addr2Line(code.as_ptr().cast(), lasti) };
+        let code = code.bind(py);
+        Ok(Some((code.getattr(pyo3::intern!(py, "co_filename"))?.unbind(), line, code.getattr(pyo3::intern!(py, "co_name"))?.unbind())))
+    }
+
+    /// Runs the handle through `run`, a replacement of `asyncio.Handle._run`
+    /// (tools that time callbacks install one), as the stdlib loop runs every
+    /// handle through `_run`. The loop's own context-less callbacks, which run
+    /// no user code, keep the native path. Any exception from the replacement
+    /// leaves the loop, as it leaves asyncio's `_run_once`.
+    pub fn run_through(slf: &Bound<'_, Handle>, run: &Bound<'_, PyAny>) -> Result<(), RunError> {
+        let py = slf.py();
+        if slf.get().context.with(py, |c| c.is_none()) {
+            return Self::run(slf);
+        }
+        match slf.get().locked(py, || run.call1((slf,))) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) | Err(e) => Err(RunError::Fatal(e)),
+        }
     }
 
     /// Runs the callback in the handle's context. Ordinary exceptions go to the
@@ -601,6 +668,7 @@ impl Drop for Handle {
         decref(self.source_traceback.get_mut().take());
         decref(self.loop_.get_mut().take());
         decref(self.lock.get_mut().take());
+        decref(self.origin.get_mut().take().map(|(code, _)| code));
     }
 }
 

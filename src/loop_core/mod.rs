@@ -5,3 +5,4 @@ pub mod handle;
 pub mod timer_heap;
 pub mod fastcall;
 pub mod gil_cell;
+pub mod loop_metrics;
