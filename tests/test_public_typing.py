@@ -92,7 +92,8 @@ def test_stubs_are_valid_subclasses_of_asyncios_types(tmp_path):
     # Copies, so mypy checks the stubs alone, not the site-packages around them.
     package = tmp_path / 'ferroloop'
     package.mkdir()
-    for stub in STUBS:
+    # _metrics.py is typed inline: its dataclasses are the public types.
+    for stub in [*STUBS, Path(ferroloop.__file__).with_name('_metrics.py')]:
         shutil.copy(stub, package / stub.name)
     proc = run_tool([mypy, '--strict', '--no-incremental', 'ferroloop'], cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -11,6 +11,7 @@ import os
 from asyncio import log as _log
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +76,11 @@ class SlowCallback:
     """``file:line in function``: where the callback was scheduled
     (``call_soon``, ``call_later``, ...), or where a task step's coroutine
     now stands; None when no Python frame scheduled it."""
-    task: asyncio.Task | None
+    task: asyncio.Task[Any] | None
     """The task, for a task step."""
 
 
-def snapshot(loop):
+def snapshot(loop: Any) -> LoopMetrics:
     raw = loop._metrics_snapshot()
     if raw is None:
         raise RuntimeError('metrics are not enabled on this loop: call enable_metrics() first')
@@ -91,13 +92,13 @@ def snapshot(loop):
     return LoopMetrics(**raw)
 
 
-def _task_of(handle):
+def _task_of(handle: Any) -> 'asyncio.Task[Any] | None':
     """The task a handle steps or wakes up, if it is one of a task's."""
     task = getattr(handle._callback, '__self__', None)
     return task if isinstance(task, asyncio.Task) else None
 
 
-def _coroutine_origin(task):
+def _coroutine_origin(task: 'asyncio.Task[Any]') -> str | None:
     coro = task.get_coro()
     code = getattr(coro, 'cr_code', None) or getattr(coro, 'gi_code', None)
     if code is None:
@@ -107,7 +108,8 @@ def _coroutine_origin(task):
     return f'{code.co_filename}:{line} in {code.co_name}'
 
 
-def _report_slow_callback(loop, handle, duration, origin):
+def _report_slow_callback(loop: Any, handle: Any, duration: float,
+                          origin: tuple[str, int, str] | None) -> None:
     """Called by the loop when a callback ran past the threshold: a warning
     on asyncio's logger, as debug mode's, then the hook, if one is set."""
     task = _task_of(handle)
