@@ -33,35 +33,39 @@ static FUTURES_MODULE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static TASKS_MODULE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static DEBUG_HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 static METRICS_HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-/// `asyncio.events.Handle.__dict__`, the dict itself: a replaced `_run` is
-/// written there.
-static ASYNCIO_HANDLE_DICT: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
-/// The `_run` last found on `asyncio.Handle`, and whether it is asyncio's own.
-static HANDLE_RUN_SEEN: GilCell<Option<(Py<PyAny>, bool)>> = GilCell::new(None);
+/// `asyncio.Handle`, its version tag at the last lookup of `_run`, and
+/// that `_run` if it is not asyncio's own.
+struct HandleRunSeen {
+    class: Py<PyAny>,
+    tag: u32,
+    replaced: Option<Py<PyAny>>,
+}
+static HANDLE_RUN_SEEN: GilCell<Option<HandleRunSeen>> = GilCell::new(None);
 
 /// `asyncio.Handle._run` when something replaced it (tools that time
 /// callbacks, e.g. logfire's and aiodebug's, patch it): the stdlib loop
-/// runs every handle through it, so this loop then does too. Looked up once
-/// per iteration, in the class's dict; the answer is kept until a different
-/// function is found.
+/// runs every handle through it, so this loop then does too. Asked once per
+/// iteration: CPython gives a class a new version tag whenever one of its
+/// attributes changes, so while the tag is the one of the last lookup the
+/// answer stands, at the cost of reading one field.
 fn replaced_handle_run(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
-    let dict = ASYNCIO_HANDLE_DICT.get_or_try_init(py, || -> PyResult<_> {
-        let class = py.import("asyncio.events")?.getattr("Handle")?;
-        // SAFETY: a heap type (a Python class) always has its dict.
-        let dict = unsafe { (*class.as_ptr().cast::<ffi::PyTypeObject>()).tp_dict };
-        Ok(unsafe { Bound::from_borrowed_ptr(py, dict).cast_into::<PyDict>()?.unbind() })
-    })?;
-    let Some(run) = dict.bind(py).get_item(pyo3::intern!(py, "_run"))? else { return Ok(None) };
-    let known = HANDLE_RUN_SEEN.with(py, |s| s.as_ref().filter(|(f, _)| f.is(&run)).map(|(_, own)| *own));
-    let own = match known {
-        Some(own) => own,
-        None => {
-            let own = is_asyncio_handle_run(&run)?;
-            drop(HANDLE_RUN_SEEN.replace(py, Some((run.clone().unbind(), own))));
-            own
-        }
-    };
-    Ok((!own).then_some(run))
+    // SAFETY: a live type object; the GIL is held.
+    let tag_of = |class: &Py<PyAny>| unsafe { (*class.as_ptr().cast::<ffi::PyTypeObject>()).tp_version_tag };
+    let known = HANDLE_RUN_SEEN.with(py, |seen| {
+        seen.as_ref()
+            .filter(|s| s.tag != 0 && s.tag == tag_of(&s.class))
+            .map(|s| s.replaced.as_ref().map(|r| r.bind(py).clone()))
+    });
+    if let Some(answer) = known {
+        return Ok(answer);
+    }
+    let class = py.import("asyncio.events")?.getattr("Handle")?.unbind();
+    // The lookup gives the class a valid tag again, if it can have one.
+    let run = class.bind(py).getattr(pyo3::intern!(py, "_run"))?;
+    let replaced = (!is_asyncio_handle_run(&run)?).then_some(run);
+    let seen = HandleRunSeen { tag: tag_of(&class), class, replaced: replaced.as_ref().map(|r| r.clone().unbind()) };
+    drop(HANDLE_RUN_SEEN.replace(py, Some(seen)));
+    Ok(replaced)
 }
 
 /// asyncio's own `Handle._run`, found by its code's file and name, so that
