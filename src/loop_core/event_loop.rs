@@ -664,9 +664,9 @@ impl LoopCore {
                 continue;
             }
             let outcome = if instrumented {
-                let run = Self::run_instrumented(slf, hb, run_patch.as_ref(), &mut clock);
+                let outcome = Self::run_instrumented(slf, hb, run_patch.as_ref(), &mut clock);
                 this.callback_started.set(py, 0);
-                run?
+                outcome
             } else {
                 Handle::run(hb)
             };
@@ -681,8 +681,10 @@ impl LoopCore {
     /// Runs one handle with what debug mode, metrics or a replaced
     /// `Handle._run` ask for around it: timing, lag, slow-callback reports.
     /// `clock` is when the handle starts (the previous one's end), and
-    /// becomes when it ended, in ticks.
-    fn run_instrumented(slf: &Bound<'_, Self>, hb: &Bound<'_, Handle>, run_patch: Option<&Bound<'_, PyAny>>, clock: &mut u64) -> PyResult<Result<(), RunError>> {
+    /// becomes when it ended, in ticks. A failure to report a slow callback
+    /// leaves the loop, as the callback's own SystemExit would.
+    #[inline]
+    fn run_instrumented(slf: &Bound<'_, Self>, hb: &Bound<'_, Handle>, run_patch: Option<&Bound<'_, PyAny>>, clock: &mut u64) -> Result<(), RunError> {
         let py = slf.py();
         let this = slf.get();
         let debug = this.debug.get(py);
@@ -701,7 +703,9 @@ impl LoopCore {
             drop(this.current_handle.replace(py, None));
             let secs = tick_clock::to_secs(dt);
             if secs >= this.slow_callback_duration.get(py) {
-                Self::debug_helpers(py)?.call_method1("log_slow_callback", (hb, secs))?;
+                Self::debug_helpers(py)
+                    .and_then(|d| d.call_method1("log_slow_callback", (hb, secs)))
+                    .map_err(RunError::Fatal)?;
             }
         }
         let mut slow = false;
@@ -713,7 +717,7 @@ impl LoopCore {
                     m.timers_fired += 1;
                     // A patched clock's deadlines are not on this clock.
                     if !this.time_overridden.get(py) {
-                        m.timer_lag.record(this.anchor.get(py).secs_at(t0) - when);
+                        m.timer_lag.record_secs(this.anchor.get(py).secs_at(t0) - when);
                     }
                 }
                 None => {
@@ -731,11 +735,17 @@ impl LoopCore {
             }
         });
         if slow {
-            let dt = tick_clock::to_secs(dt);
-            let helpers = METRICS_HELPERS.get_or_try_init(py, || py.import("ferroloop._metrics").map(Bound::unbind))?;
-            helpers.bind(py).call_method1("_report_slow_callback", (slf, hb, dt, hb.get().origin(py)?))?;
+            Self::report_slow(slf, hb, tick_clock::to_secs(dt)).map_err(RunError::Fatal)?;
         }
-        Ok(outcome)
+        outcome
+    }
+
+    #[cold]
+    fn report_slow(slf: &Bound<'_, Self>, hb: &Bound<'_, Handle>, secs: f64) -> PyResult<()> {
+        let py = slf.py();
+        let helpers = METRICS_HELPERS.get_or_try_init(py, || py.import("ferroloop._metrics").map(Bound::unbind))?;
+        helpers.bind(py).call_method1("_report_slow_callback", (slf, hb, secs, hb.get().origin(py)?))?;
+        Ok(())
     }
 }
 
@@ -1082,8 +1092,10 @@ impl LoopCore {
         }
         d.set_item("bytes_read", read)?;
         d.set_item("bytes_written", written)?;
+        let secs = tick_clock::to_secs;
         for (key, h) in [("timer_lag", &m.timer_lag), ("ready_lag", &m.ready_lag)] {
-            d.set_item(key, (h.count(), h.mean(), h.quantile(0.5), h.quantile(0.9), h.quantile(0.99), h.max()))?;
+            let q = |q| secs(h.quantile(q));
+            d.set_item(key, (h.count(), secs(h.mean()), q(0.5), q(0.9), q(0.99), secs(h.max())))?;
         }
         Ok(Some(d))
     }

@@ -6,36 +6,38 @@
 
 use crate::loop_core::tick_clock;
 
-/// Values below this many nanoseconds have a bucket each.
+/// Values below this many ticks have a bucket each.
 const LINEAR: u64 = 16;
 /// Sub-buckets per power of two above `LINEAR`: 8 keeps every bucket within
 /// 12.5% of the values it holds.
 const SUB_BITS: u32 = 3;
 const BUCKETS: usize = LINEAR as usize + (64 - 4) * (1 << SUB_BITS);
 
-/// Durations in a log-linear histogram of nanoseconds, as HdrHistogram
-/// keeps them: recording is a few integer operations, a percentile is read
-/// to within 12.5%, and the maximum and the sum are kept exactly.
+/// Durations in a log-linear histogram of `tick_clock` ticks, as
+/// HdrHistogram keeps them: recording is a few integer operations (the
+/// conversion to seconds waits for the snapshot), a percentile is read to
+/// within 12.5%, and the maximum and the sum are kept exactly.
 #[derive(Clone)]
 pub struct LagHistogram {
     buckets: Box<[u64; BUCKETS]>,
     count: u64,
-    sum_ns: u128,
-    max_ns: u64,
+    sum: u64,
+    max: u64,
 }
 
 impl Default for LagHistogram {
     fn default() -> Self {
-        LagHistogram { buckets: Box::new([0; BUCKETS]), count: 0, sum_ns: 0, max_ns: 0 }
+        LagHistogram { buckets: Box::new([0; BUCKETS]), count: 0, sum: 0, max: 0 }
     }
 }
 
-fn bucket_of(ns: u64) -> usize {
-    if ns < LINEAR {
-        return ns as usize;
+#[inline]
+fn bucket_of(v: u64) -> usize {
+    if v < LINEAR {
+        return v as usize;
     }
-    let exp = 63 - ns.leading_zeros(); // >= 4
-    let sub = (ns >> (exp - SUB_BITS)) & ((1 << SUB_BITS) - 1);
+    let exp = 63 - v.leading_zeros(); // >= 4
+    let sub = (v >> (exp - SUB_BITS)) & ((1 << SUB_BITS) - 1);
     LINEAR as usize + ((exp - 4) as usize) * (1 << SUB_BITS) + sub as usize
 }
 
@@ -52,56 +54,49 @@ fn bucket_top(i: usize) -> u64 {
 }
 
 impl LagHistogram {
-    /// Records `seconds`; negative values (a timer run within the clock's
-    /// resolution before its deadline) count as zero.
-    pub fn record(&mut self, seconds: f64) {
-        self.record_ns(if seconds > 0.0 { (seconds * 1e9) as u64 } else { 0 })
+    /// Records `seconds` (a timer's lateness, from the monotonic clock);
+    /// negative values (a timer run within the clock's resolution before
+    /// its deadline) count as zero.
+    pub fn record_secs(&mut self, seconds: f64) {
+        self.record_ticks(if seconds > 0.0 { tick_clock::from_secs(seconds) } else { 0 })
     }
 
     #[inline]
     pub fn record_ticks(&mut self, ticks: u64) {
-        self.record_ns((ticks as f64 * tick_clock::ns_per_tick()) as u64)
-    }
-
-    #[inline]
-    pub fn record_ns(&mut self, ns: u64) {
-        self.buckets[bucket_of(ns)] += 1;
+        self.buckets[bucket_of(ticks)] += 1;
         self.count += 1;
-        self.sum_ns += ns as u128;
-        self.max_ns = self.max_ns.max(ns);
+        self.sum = self.sum.saturating_add(ticks);
+        self.max = self.max.max(ticks);
     }
 
     pub fn count(&self) -> u64 {
         self.count
     }
 
-    pub fn max(&self) -> f64 {
-        self.max_ns as f64 / 1e9
+    /// The largest value, in ticks, as the rest.
+    pub fn max(&self) -> u64 {
+        self.max
     }
 
-    pub fn mean(&self) -> f64 {
-        if self.count == 0 {
-            0.0
-        } else {
-            (self.sum_ns as f64 / self.count as f64) / 1e9
-        }
+    pub fn mean(&self) -> u64 {
+        self.sum.checked_div(self.count).unwrap_or(0)
     }
 
-    /// The value at quantile `q` (0..=1), in seconds: the top of the bucket
-    /// holding that rank, never above the largest value recorded.
-    pub fn quantile(&self, q: f64) -> f64 {
+    /// The value at quantile `q` (0..=1): the top of the bucket holding
+    /// that rank, never above the largest value recorded.
+    pub fn quantile(&self, q: f64) -> u64 {
         if self.count == 0 {
-            return 0.0;
+            return 0;
         }
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
         let mut seen = 0;
         for (i, &n) in self.buckets.iter().enumerate() {
             seen += n;
             if seen >= rank {
-                return bucket_top(i).min(self.max_ns) as f64 / 1e9;
+                return bucket_top(i).min(self.max);
             }
         }
-        self.max()
+        self.max
     }
 }
 
@@ -177,39 +172,44 @@ mod tests {
     #[test]
     fn quantiles_of_a_known_spread() {
         let mut h = LagHistogram::default();
-        // 1..=1000 microseconds.
-        for us in 1..=1000 {
-            h.record(us as f64 * 1e-6);
+        for v in 1..=1000 {
+            h.record_ticks(v * 1000);
         }
         assert_eq!(h.count(), 1000);
-        let p50 = h.quantile(0.5);
-        let p99 = h.quantile(0.99);
-        assert!((500e-6..=500e-6 * 1.125).contains(&p50), "p50 {p50}");
-        assert!((990e-6..=1000e-6).contains(&p99), "p99 {p99}");
-        assert!((h.max() - 1000e-6).abs() < 1e-9);
-        assert!((h.mean() - 500.5e-6).abs() < 1e-9);
+        let (p50, p99) = (h.quantile(0.5), h.quantile(0.99));
+        assert!((500_000..=562_500).contains(&p50), "p50 {p50}");
+        assert!((990_000..=1_000_000).contains(&p99), "p99 {p99}");
+        assert_eq!(h.max(), 1_000_000);
+        assert_eq!(h.mean(), 500_500);
     }
 
     #[test]
     fn one_outlier_shows_in_the_max_and_the_top_quantile_only() {
         let mut h = LagHistogram::default();
         for _ in 0..999 {
-            h.record(10e-6);
+            h.record_ticks(10_000);
         }
-        h.record(0.050);
-        assert!(h.quantile(0.99) < 12e-6);
-        assert!((h.quantile(1.0) - 0.050).abs() < 1e-9);
-        assert!((h.max() - 0.050).abs() < 1e-9);
+        h.record_ticks(50_000_000);
+        assert!(h.quantile(0.99) < 12_000);
+        assert_eq!(h.quantile(1.0), 50_000_000);
+        assert_eq!(h.max(), 50_000_000);
     }
 
     #[test]
     fn empty_and_negative_values() {
         let mut h = LagHistogram::default();
-        assert_eq!(h.quantile(0.5), 0.0);
-        assert_eq!(h.mean(), 0.0);
-        h.record(-1e-6);
+        assert_eq!(h.quantile(0.5), 0);
+        assert_eq!(h.mean(), 0);
+        h.record_secs(-1e-6);
         assert_eq!(h.count(), 1);
-        assert_eq!(h.max(), 0.0);
+        assert_eq!(h.max(), 0);
+    }
+
+    #[test]
+    fn seconds_are_recorded_as_ticks() {
+        let mut h = LagHistogram::default();
+        h.record_secs(0.05);
+        assert!((tick_clock::to_secs(h.max()) - 0.05).abs() < 1e-6);
     }
 
     #[test]

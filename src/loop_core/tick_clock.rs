@@ -19,12 +19,14 @@ fn monotonic_ns() -> u64 {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[inline]
 fn counter() -> u64 {
     // SAFETY: rdtsc has no preconditions on x86-64.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 #[cfg(target_arch = "aarch64")]
+#[inline]
 fn counter() -> u64 {
     let v: u64;
     // SAFETY: the virtual counter is readable from user space on Linux.
@@ -69,7 +71,16 @@ fn counter_ns_per_tick() -> f64 {
     (ns1 - ns0) as f64 / t1.saturating_sub(t0).max(1) as f64
 }
 
+#[inline]
 fn calibration() -> (bool, f64) {
+    match NS_PER_TICK.get() {
+        Some(c) => *c,
+        None => calibrate(),
+    }
+}
+
+#[cold]
+fn calibrate() -> (bool, f64) {
     *NS_PER_TICK.get_or_init(|| if counter_is_steady() { (true, counter_ns_per_tick()) } else { (false, 1.0) })
 }
 
