@@ -286,31 +286,33 @@ def test_cancelling_process_creation_kills_and_reaps_the_child(loop):
         run(loop, main())
 
 
-def threads_but_exit_watchers():
-    # asyncio 3.11's default child watcher waits for each child's exit in a
-    # thread of its own (asyncio-waitpid-N): that is watching, not spawning.
-    return [t for t in threading.enumerate() if 'waitpid-' not in t.name]
+def new_threads(before):
+    """Threads threading lists now and not in ``before`` (threads of earlier
+    tests may end meanwhile). asyncio 3.11's default child watcher waits for
+    each child's exit in a thread of its own (asyncio-waitpid-N): that is
+    watching, not spawning."""
+    return [t for t in threading.enumerate() if t not in before and 'waitpid-' not in t.name]
 
 
-def test_spawning_leaves_the_thread_count_unchanged(loop):
+def test_spawning_leaves_no_new_thread(loop):
     async def main():
-        before = threads_but_exit_watchers()
+        before = threading.enumerate()
         procs = [await asyncio.create_subprocess_exec(*BLOCKED)]
-        counts = [len(threads_but_exit_watchers())]
+        added = [new_threads(before)]
         procs += await asyncio.gather(*(asyncio.create_subprocess_exec(*BLOCKED)
                                         for _ in range(4)))
-        counts.append(len(threads_but_exit_watchers()))
+        added.append(new_threads(before))
         with pytest.raises(FileNotFoundError):
             await asyncio.create_subprocess_exec('/nonexistent/program')
-        counts.append(len(threads_but_exit_watchers()))
+        added.append(new_threads(before))
         for proc in procs:
             proc.kill()
         codes = [await proc.wait() for proc in procs]
-        counts.append(len(threads_but_exit_watchers()))
-        return len(before), counts, codes
+        added.append(new_threads(before))
+        return added, codes
 
-    before, counts, codes = run(loop, main())
-    assert counts == [before] * 4
+    added, codes = run(loop, main())
+    assert added == [[]] * 4
     assert codes == [-signal.SIGKILL] * 5
 
 
@@ -345,12 +347,12 @@ def test_while_popen_blocks_the_loop_runs_threading_lists_no_thread_and_a_cancel
 
     async def main():
         kids = children()
-        threads = threading.active_count()
+        before = threading.enumerate()
         task = asyncio.ensure_future(asyncio.create_subprocess_exec(*BLOCKED))
         await until(entered)
         # Popen is blocked in a thread that threading never lists; the loop
         # goes on.
-        assert threading.active_count() == threads
+        assert new_threads(before) == []
         assert await asyncio.wait_for(asyncio.sleep(0.05, 'ran'), 1) == 'ran'
         task.cancel()
         await asyncio.sleep(0.05)
