@@ -9,7 +9,6 @@ import asyncio
 import os
 import socket
 import sys
-import threading
 
 import pytest
 
@@ -65,13 +64,3 @@ def test_sock_sendfile_is_not_a_blocking_call(loop, detector, tmp_path):
 
     assert run(loop, main()) == (len(data), data)
 
-
-def test_spawning_leaves_no_thread_of_its_own_behind(loop):
-    # Tests count their threads around a spawn (anyio's do).
-    async def main():
-        proc = await asyncio.create_subprocess_exec(sys.executable, '-c', 'pass')
-        spawners = [t for t in threading.enumerate() if t.name == 'ferroloop-spawn']
-        await proc.wait()
-        return spawners
-
-    assert run(loop, main()) == []

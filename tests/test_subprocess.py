@@ -14,10 +14,11 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 import pytest
-from support import asyncio_since, loops, run
+from support import TIMEOUT, asyncio_since, loops, run
 
 import ferroloop
 from ferroloop import _process as ferro_process
@@ -283,6 +284,105 @@ def test_cancelling_process_creation_kills_and_reaps_the_child(loop):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', ResourceWarning)
         run(loop, main())
+
+
+def new_threads(before):
+    """Threads threading lists now and not in ``before`` (threads of earlier
+    tests may end meanwhile). asyncio 3.11's default child watcher waits for
+    each child's exit in a thread of its own (asyncio-waitpid-N): that is
+    watching, not spawning."""
+    return [t for t in threading.enumerate() if t not in before and 'waitpid-' not in t.name]
+
+
+def test_spawning_leaves_no_new_thread(loop):
+    async def main():
+        before = threading.enumerate()
+        procs = [await asyncio.create_subprocess_exec(*BLOCKED)]
+        added = [new_threads(before)]
+        procs += await asyncio.gather(*(asyncio.create_subprocess_exec(*BLOCKED)
+                                        for _ in range(4)))
+        added.append(new_threads(before))
+        with pytest.raises(FileNotFoundError):
+            await asyncio.create_subprocess_exec('/nonexistent/program')
+        added.append(new_threads(before))
+        for proc in procs:
+            proc.kill()
+        codes = [await proc.wait() for proc in procs]
+        added.append(new_threads(before))
+        return added, codes
+
+    added, codes = run(loop, main())
+    assert added == [[]] * 4
+    assert codes == [-signal.SIGKILL] * 5
+
+
+def held_popen(monkeypatch):
+    """Replaces subprocess.Popen (with a function, as code may) by one that
+    starts the child only once ``release`` is set; ``made`` gets each child."""
+    real = subprocess.Popen
+    entered, release, made = threading.Event(), threading.Event(), []
+
+    def popen(*args, **kwargs):
+        entered.set()
+        release.wait(TIMEOUT)
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(subprocess, 'Popen', popen)
+    return entered, release, made
+
+
+async def until(event):
+    for _ in range(TIMEOUT * 100):
+        if event.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError('never set')
+
+
+@ferroloop_only
+def test_while_popen_blocks_the_loop_runs_threading_lists_no_thread_and_a_cancel_waits(
+        loop, monkeypatch):
+    entered, release, made = held_popen(monkeypatch)
+
+    async def main():
+        kids = children()
+        before = threading.enumerate()
+        task = asyncio.ensure_future(asyncio.create_subprocess_exec(*BLOCKED))
+        await until(entered)
+        # Popen is blocked in a thread that threading never lists; the loop
+        # goes on.
+        assert new_threads(before) == []
+        assert await asyncio.wait_for(asyncio.sleep(0.05, 'ran'), 1) == 'ran'
+        task.cancel()
+        await asyncio.sleep(0.05)
+        assert not task.done()      # not before the child exists
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        [proc] = made
+        assert proc.returncode == -signal.SIGKILL and reaped(proc.pid)
+        assert children() == kids
+    run(loop, main())
+
+
+@ferroloop_only
+def test_a_child_whose_loop_closed_while_popen_blocked_is_killed_and_reaped(
+        loop, monkeypatch):
+    entered, release, made = held_popen(monkeypatch)
+    kids = children()
+    task = loop.create_task(asyncio.create_subprocess_exec(*BLOCKED))
+    run(loop, until(entered))
+    loop.close()
+    release.set()
+    for _ in range(TIMEOUT * 100):
+        if made and made[0].returncode is not None:
+            break
+        time.sleep(0.01)
+    [proc] = made
+    assert proc.returncode == -signal.SIGKILL and reaped(proc.pid)
+    assert children() == kids
+    assert not task.done()
 
 
 def test_popen_keywords_pass_through(loop, tmp_path):

@@ -33,6 +33,7 @@ A child reaped behind our back (``os.waitpid(-1)`` elsewhere) is reported
 with returncode 255 and a warning, as asyncio's watchers report it.
 """
 
+import _thread
 import asyncio
 import collections
 import functools
@@ -495,6 +496,14 @@ async def start_child(loop, args, kwargs):
     loop keeps running meanwhile, and the wait happens where it blocks no
     loop. A cancellation that arrives meanwhile is raised once the child
     exists, so that the caller can stop it, as asyncio's would be.
+
+    The thread is a bare ``_thread`` one, which ``threading`` never lists:
+    programs count ``threading.enumerate()`` / ``active_count()`` around a
+    spawn, and a ``threading.Thread`` stays listed until it is gone, which
+    nothing tells the loop (polling for that cost a tenth of a spawn). A
+    Rust thread costs the same, but before 3.14 the interpreter ends a
+    thread at exit by unwinding it (``pthread_exit``), which must not cross
+    Rust frames.
     """
     if loop.is_closed():
         # No loop would hear from the thread: start the child here, as
@@ -509,27 +518,19 @@ async def start_child(loop, args, kwargs):
             loop.call_soon_threadsafe(_deliver, started, result)
         except RuntimeError:
             # The loop closed meanwhile: nobody will own the child.
-            if isinstance(result, subprocess.Popen):
+            if not isinstance(result, BaseException):
                 result.kill()
                 result.wait()
 
-    thread = threading.Thread(target=spawn, name='ferroloop-spawn', daemon=True)
-    thread.start()
+    _thread.start_new_thread(spawn, ())
     cancelled = None
-    # Until the thread is gone, not just done: programs count their threads
-    # around a spawn. Its last steps take microseconds; the short sleeps let
-    # it have the GIL.
-    while not started.done() or thread.is_alive():
+    while True:
         try:
-            if started.done():
-                await asyncio.sleep(0.0005)
-            else:
-                await asyncio.shield(started)
+            return await asyncio.shield(started), cancelled
         except asyncio.CancelledError as exc:
             if started.cancelled():
                 raise
             cancelled = exc
-    return started.result(), cancelled
 
 
 def _popen(args, kwargs):
@@ -543,7 +544,7 @@ def _popen(args, kwargs):
 def _deliver(future, result):
     if not future.cancelled():
         future.set_result(result)
-    elif isinstance(result, subprocess.Popen):
+    elif not isinstance(result, BaseException):
         result.kill()
         result.wait()
 
