@@ -475,6 +475,32 @@ def test_pause_reading_holds_datagrams_until_resume(loop):
     run(loop, main())
 
 
+def test_datagram_received_rebound_on_the_instance_runs_from_the_next_datagram(loop):
+    # asyncio looks the callback up for every datagram.
+    async def main():
+        st, sp = await endpoint(loop, local_addr=('127.0.0.1', 0))
+        ct, cp = await endpoint(loop, remote_addr=st.get_extra_info('sockname'))
+        seen = []
+
+        def first(data, addr):
+            seen.append(('first', data))
+            sp.datagram_received = lambda data, addr: (seen.append(('second', data)), sp.arrived.set())
+            sp.arrived.set()
+        sp.datagram_received = first
+        ct.sendto(b'1')
+        while not seen:
+            sp.arrived.clear()
+            await sp.arrived.wait()
+        ct.sendto(b'2')
+        while len(seen) < 2:
+            sp.arrived.clear()
+            await sp.arrived.wait()
+        assert seen == [('first', b'1'), ('second', b'2')]
+        ct.close()
+        st.close()
+    run(loop, main())
+
+
 def test_set_protocol_moves_the_datagrams(loop):
     async def main():
         st, sp = await endpoint(loop, local_addr=('127.0.0.1', 0))

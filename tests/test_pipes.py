@@ -115,6 +115,33 @@ def test_read_pipe_data_eof_and_callback_order(loop):
     run(loop, main())
 
 
+def test_data_received_rebound_on_the_instance_runs_from_the_next_read(loop):
+    # asyncio looks the callback up on every read.
+    rf, wf = pipe_files()
+
+    async def main():
+        t, p = await loop.connect_read_pipe(lambda: Reader(loop), rf)
+        seen = []
+
+        def first(data):
+            seen.append(('first', data))
+            p.data_received = lambda data: (seen.append(('second', data)), p.arrived.set())
+            p.arrived.set()
+        p.data_received = first
+        os.write(wf.fileno(), b'1')
+        while not seen:
+            p.arrived.clear()
+            await p.arrived.wait()
+        os.write(wf.fileno(), b'2')
+        while len(seen) < 2:
+            p.arrived.clear()
+            await p.arrived.wait()
+        assert seen == [('first', b'1'), ('second', b'2')]
+        wf.close()
+        await p.lost
+    run(loop, main())
+
+
 def test_write_pipe_write_eof_and_close(loop):
     rf, wf = pipe_files()
 

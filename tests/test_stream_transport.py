@@ -320,6 +320,69 @@ def test_buffered_protocol_reads_into_its_own_buffer(loop, pair):
     assert set(proto.sizes) == {-1}
 
 
+def test_data_received_rebound_on_the_instance_or_the_class_runs_from_the_next_read(loop, pair):
+    # asyncio looks the callback up on every read: a protocol may switch its
+    # handler by assigning to itself, and a class may be patched mid-connection.
+    a, b = pair
+
+    class Switching(Recorder):
+        def data_received(self, data):
+            self.calls.append(('first', data))
+            self.data_received = self.second
+
+        def second(self, data):
+            self.calls.append(('second', data))
+
+    proto = Switching(loop)
+    proto.calls = []
+    tr = make(loop, a, proto)
+    b.sendall(b'1')
+    spin(loop, lambda: len(proto.calls) == 1)
+    b.sendall(b'2')
+    spin(loop, lambda: len(proto.calls) == 2)
+    del proto.data_received
+    Switching.data_received = lambda self, data: self.calls.append(('patched', data))
+    b.sendall(b'3')
+    spin(loop, lambda: len(proto.calls) == 3)
+    assert proto.calls == [('first', b'1'), ('second', b'2'), ('patched', b'3')]
+    tr.close()
+
+
+def test_buffered_callbacks_rebound_on_the_instance_run_from_the_next_read(loop, pair):
+    a, b = pair
+
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buf = bytearray(100)
+            self.calls = []
+
+        def get_buffer(self, sizehint):
+            self.calls.append('get_buffer')
+            self.get_buffer = self.other_get_buffer
+            return self.buf
+
+        def other_get_buffer(self, sizehint):
+            self.calls.append('other_get_buffer')
+            self.buffer_updated = self.other_buffer_updated
+            return self.buf
+
+        def buffer_updated(self, nbytes):
+            self.calls.append(('buffer_updated', bytes(self.buf[:nbytes])))
+
+        def other_buffer_updated(self, nbytes):
+            self.calls.append(('other_buffer_updated', bytes(self.buf[:nbytes])))
+
+    proto = Buffered()
+    tr = make(loop, a, proto)
+    b.sendall(b'1')
+    spin(loop, lambda: len(proto.calls) == 2)
+    b.sendall(b'2')
+    spin(loop, lambda: len(proto.calls) == 4)
+    assert proto.calls == ['get_buffer', ('buffer_updated', b'1'),
+                           'other_get_buffer', ('other_buffer_updated', b'2')]
+    tr.close()
+
+
 def test_set_protocol_switches_where_data_goes(loop, pair):
     a, b = pair
     first, second = Recorder(loop), Recorder(loop)

@@ -117,18 +117,12 @@ impl ReadBytes {
     }
 
     /// Calls the protocol's `data_received` with the object, then gives it
-    /// back. `cb` is the bound method when it was looked up already (called
-    /// with one-argument vectorcall, no tuple per read); without it the
-    /// method is looked up on `protocol()` now, so the protocol's own
-    /// AttributeError is what is raised.
-    pub fn deliver(self, py: Python<'_>, cb: Option<Py<PyAny>>, protocol: impl FnOnce() -> Option<Py<PyAny>>) -> PyResult<()> {
-        let result = match cb {
-            // SAFETY: both pointers are live objects; the call returns a new reference or NULL.
-            Some(cb) => unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyObject_CallOneArg(cb.as_ptr(), self.obj.as_ptr())) }.map(drop),
-            None => match protocol() {
-                Some(p) => p.call_method1(py, pyo3::intern!(py, "data_received"), (self.obj.clone_ref(py),)).map(drop),
-                None => Ok(()),
-            },
+    /// back. The method is looked up on every call, as asyncio's transports
+    /// do: a protocol may rebind it on the instance or its class.
+    pub fn deliver(self, py: Python<'_>, protocol: Option<Py<PyAny>>) -> PyResult<()> {
+        let result = match protocol {
+            Some(p) => p.call_method1(py, pyo3::intern!(py, "data_received"), (self.obj.bind(py),)).map(drop),
+            None => Ok(()),
         };
         // An exception's traceback holds the frames that saw the object,
         // so a failed call never lets it be refilled under them.

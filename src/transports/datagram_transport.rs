@@ -31,7 +31,6 @@ use pyo3::exceptions::{
     PyAttributeError, PyBlockingIOError, PyInterruptedError, PyOSError, PyTypeError,
     PyValueError,
 };
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{PyTraverseError, PyVisit};
@@ -58,7 +57,6 @@ struct State {
     /// The Python `DatagramTransport` protocols see.
     transport: Option<Py<PyAny>>,
     protocol: Option<Py<PyAny>>,
-    datagram_received: Option<Py<PyAny>>,
     protocol_connected: bool,
     /// The remote address the endpoint was made for (asyncio's `_address`).
     address: Option<Py<PyAny>>,
@@ -259,21 +257,10 @@ impl DatagramTransportCore {
     }
 
     fn deliver(this: &Self, py: Python<'_>, data: Py<PyAny>, addr: Py<PyAny>) -> PyResult<()> {
-        match field!(this, py, datagram_received) {
-            Some(cb) => unsafe {
-                let args = [data.as_ptr(), addr.as_ptr()];
-                let res = ffi::PyObject_Vectorcall(cb.as_ptr(), args.as_ptr(), 2, std::ptr::null_mut());
-                if res.is_null() {
-                    return Err(PyErr::fetch(py));
-                }
-                ffi::Py_DECREF(res);
-                Ok(())
-            },
-            // Looked up again so the protocol's own AttributeError shows.
-            None => match field!(this, py, protocol) {
-                Some(p) => p.call_method1(py, "datagram_received", (data, addr)).map(drop),
-                None => Ok(()),
-            },
+        // Looked up on every call, as asyncio does: a protocol may rebind it.
+        match field!(this, py, protocol) {
+            Some(p) => p.call_method1(py, pyo3::intern!(py, "datagram_received"), (data, addr)).map(drop),
+            None => Ok(()),
         }
     }
 
@@ -407,10 +394,9 @@ impl DatagramTransportCore {
     }
 
     fn bind_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) {
-        let cb = protocol.getattr("datagram_received").ok().map(Bound::unbind);
         let old = self.st.with(py, |s| {
             s.protocol_connected = true;
-            (s.protocol.replace(protocol.clone().unbind()), std::mem::replace(&mut s.datagram_received, cb))
+            s.protocol.replace(protocol.clone().unbind())
         });
         drop(old);
     }
@@ -561,7 +547,7 @@ impl DatagramTransportCore {
         }
         let (out, rest) = self.st.with(py, |s| {
             let out = (s.sock.take(), s.protocol.take(), s.protocol_connected);
-            let rest = (s.transport.take(), s.datagram_received.take(), s.reader.take(), s.writer.take(), s.last.take(), std::mem::take(&mut s.queue));
+            let rest = (s.transport.take(), s.reader.take(), s.writer.take(), s.last.take(), std::mem::take(&mut s.queue));
             (out, rest)
         });
         drop(rest);
@@ -597,7 +583,7 @@ impl DatagramTransportCore {
         visit.call(&self.loop_)?;
         // SAFETY: called by the garbage collector only.
         let s = unsafe { self.st.peek_for_gc() };
-        for f in [&s.sock, &s.transport, &s.protocol, &s.datagram_received, &s.address] {
+        for f in [&s.sock, &s.transport, &s.protocol, &s.address] {
             visit.call(f)?;
         }
         for q in &s.queue {

@@ -209,7 +209,6 @@ struct ReadState {
     pipe: Option<Py<PyAny>>,
     transport: Option<Py<PyAny>>,
     protocol: Option<Py<PyAny>>,
-    data_received: Option<Py<PyAny>>,
     reader: Option<Py<Handle>>,
     closing: bool,
     paused: bool,
@@ -288,7 +287,7 @@ impl ReadPipeCore {
                     grow_pipe(this.fd);
                 }
                 if got > 0 {
-                    return data.deliver(py, field!(this, py, data_received), || field!(this, py, protocol));
+                    return data.deliver(py, field!(this, py, protocol));
                 }
                 // End of file.
                 let Some(t) = this.transport(py) else { return Ok(()) };
@@ -373,8 +372,7 @@ impl ReadPipeCore {
     }
 
     fn set_protocol(&self, py: Python<'_>, protocol: &Bound<'_, PyAny>) {
-        let cb = protocol.getattr("data_received").ok().map(Bound::unbind);
-        let old = self.st.with(py, |s| (s.protocol.replace(protocol.clone().unbind()), std::mem::replace(&mut s.data_received, cb)));
+        let old = self.st.with(py, |s| s.protocol.replace(protocol.clone().unbind()));
         drop(old);
     }
 
@@ -385,7 +383,7 @@ impl ReadPipeCore {
     /// Ends the pipe's life: returns (pipe, protocol) and lets go of the rest.
     fn _detach(&self, py: Python<'_>) -> (Option<Py<PyAny>>, Option<Py<PyAny>>) {
         let (out, rest) = self.st.with(py, |s| {
-            ((s.pipe.take(), s.protocol.take()), (s.transport.take(), s.data_received.take(), s.reader.take()))
+            ((s.pipe.take(), s.protocol.take()), (s.transport.take(), s.reader.take()))
         });
         drop(rest);
         out
@@ -410,7 +408,7 @@ impl ReadPipeCore {
         visit.call(&self.loop_)?;
         // SAFETY: called by the garbage collector only.
         let s = unsafe { self.st.peek_for_gc() };
-        for f in [&s.pipe, &s.transport, &s.protocol, &s.data_received] {
+        for f in [&s.pipe, &s.transport, &s.protocol] {
             visit.call(f)?;
         }
         visit.call(&s.reader)

@@ -43,11 +43,9 @@ struct State {
     sock: Option<Py<PyAny>>,
     /// The Python `SocketTransport` protocols see.
     transport: Option<Py<PyAny>>,
+    /// Its callbacks are looked up on every call, as asyncio's transports
+    /// do: a protocol may rebind them on the instance or its class.
     protocol: Option<Py<PyAny>>,
-    /// The protocol's bound callbacks, looked up once per `set_protocol`.
-    data_received: Option<Py<PyAny>>,
-    get_buffer: Option<Py<PyAny>>,
-    buffer_updated: Option<Py<PyAny>>,
     buffered: bool,
     /// The protocol when it takes bytes straight from the read buffer
     /// (ferroloop's TLS layer), fed without Python calls.
@@ -212,7 +210,7 @@ impl StreamTransportCore {
                     s.read_size = if got == size { MAX_SIZE } else { SMALL_READ_SIZE };
                     s.large = got >= DIRECT_READ_MIN;
                 });
-                match data.deliver(py, field!(this, py, data_received), || field!(this, py, protocol)) {
+                match data.deliver(py, field!(this, py, protocol)) {
                     Ok(()) => Ok(()),
                     Err(e) => this.fatal(py, e, "Fatal error: protocol.data_received() call failed."),
                 }
@@ -242,10 +240,8 @@ impl StreamTransportCore {
     fn read_into_protocol_buffer(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (Some(get_buffer), Some(buffer_updated)) = (field!(this, py, get_buffer), field!(this, py, buffer_updated)) else {
-            return Ok(());
-        };
-        let buf = match get_buffer.call1(py, (-1,)).and_then(|b| {
+        let Some(protocol) = field!(this, py, protocol) else { return Ok(()) };
+        let buf = match protocol.call_method1(py, intern!(py, "get_buffer"), (-1,)).and_then(|b| {
             if b.bind(py).len()? == 0 {
                 Err(PyRuntimeError::new_err("get_buffer() returned an empty buffer"))
             } else {
@@ -275,7 +271,9 @@ impl StreamTransportCore {
         if got == 0 {
             return Self::on_eof(slf);
         }
-        match buffer_updated.call1(py, (got,)) {
+        // The transport's protocol now, as asyncio reads `self._protocol` again.
+        let Some(protocol) = field!(this, py, protocol) else { return Ok(()) };
+        match protocol.call_method1(py, intern!(py, "buffer_updated"), (got,)) {
             Ok(_) => Ok(()),
             Err(e) => this.fatal(py, e, "Fatal error: protocol.buffer_updated() call failed."),
         }
@@ -355,21 +353,12 @@ impl StreamTransportCore {
             Some(r) if protocol.is_instance(r.class.bind(py))? => Some((protocol.clone().unbind(), r)),
             _ => None,
         };
-        let lookup = |name: &str| protocol.getattr(name).ok().map(Bound::unbind);
-        let (data_received, get_buffer, buffer_updated) = if buffered {
-            (None, lookup("get_buffer"), lookup("buffer_updated"))
-        } else {
-            (lookup("data_received"), None, None)
-        };
         let old = self.st.with(py, |s| {
             s.buffered = buffered;
             s.protocol_connected = true;
             (
                 std::mem::replace(&mut s.raw_receiver, raw_receiver).map(|(layer, _)| layer),
                 s.protocol.replace(protocol.clone().unbind()),
-                std::mem::replace(&mut s.data_received, data_received),
-                std::mem::replace(&mut s.get_buffer, get_buffer),
-                std::mem::replace(&mut s.buffer_updated, buffer_updated),
             )
         });
         drop(old);
@@ -571,7 +560,7 @@ impl StreamTransportCore {
         }
         let taken = self.st.with(py, |s| {
             let out = (s.sock.take(), s.protocol.take(), s.protocol_connected, s.empty_waiter.take());
-            let rest = (s.transport.take(), s.data_received.take(), s.get_buffer.take(), s.buffer_updated.take(), s.raw_receiver.take().map(|(layer, _)| layer), s.reader.take(), s.writer.take());
+            let rest = (s.transport.take(), s.raw_receiver.take().map(|(layer, _)| layer), s.reader.take(), s.writer.take());
             (out, rest)
         });
         let (out, rest) = taken;
@@ -613,7 +602,7 @@ impl StreamTransportCore {
         visit.call(&self.loop_)?;
         // SAFETY: called by the garbage collector only.
         let s = unsafe { self.st.peek_for_gc() };
-        for f in [&s.sock, &s.transport, &s.protocol, &s.data_received, &s.get_buffer, &s.buffer_updated, &s.empty_waiter] {
+        for f in [&s.sock, &s.transport, &s.protocol, &s.empty_waiter] {
             visit.call(f)?;
         }
         if let Some((layer, _)) = &s.raw_receiver {

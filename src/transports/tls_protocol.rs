@@ -680,7 +680,7 @@ impl TLSProtocolCore {
             (filled > 0).then(|| ReadBytes::copy(py, &buf[..filled])).transpose()
         })?;
         if let Some(data) = data {
-            data.deliver(py, None, || obj!(this, py, app_protocol))?;
+            data.deliver(py, obj!(this, py, app_protocol))?;
         }
         if close_notify {
             Self::call_eof_received(slf)?;
