@@ -39,8 +39,8 @@ try:
     from opentelemetry import metrics, trace
     from opentelemetry.metrics import CallbackOptions, Observation
     from opentelemetry.util.types import AttributeValue
-except ImportError as exc:
-    raise ImportError("ferroloop.otel needs OpenTelemetry's API: pip install 'ferroloop[otel]'") from exc
+except ImportError as _missing:
+    raise ImportError("ferroloop.otel needs OpenTelemetry's API: pip install 'ferroloop[otel]'") from _missing
 
 from . import Loop
 from ._ferroloop import __version__
