@@ -9,8 +9,9 @@ import sys
 
 # rloop is optional: measured only when asked for (--loops ...,rloop) and
 # installed. zuvloop exists for Python 3.14 and later only, where it joins
-# the default set.
-NAMES = ('asyncio', 'uvloop', 'ferroloop', 'zuvloop', 'rloop')
+# the default set. ferroloop-metrics is ferroloop with enable_metrics() on
+# (default slow-callback threshold), to measure what metrics cost.
+NAMES = ('asyncio', 'uvloop', 'ferroloop', 'zuvloop', 'rloop', 'ferroloop-metrics')
 DEFAULT = ('asyncio', 'uvloop', 'ferroloop') + (('zuvloop',) if sys.version_info >= (3, 14) else ())
 
 
@@ -25,6 +26,11 @@ def new_loop(name):
     if name == 'ferroloop':
         import ferroloop
         return ferroloop.new_event_loop()
+    if name == 'ferroloop-metrics':
+        import ferroloop
+        loop = ferroloop.new_event_loop()
+        loop.enable_metrics()
+        return loop
     if name == 'zuvloop':
         import zuvloop
         return zuvloop.new_event_loop()
@@ -39,7 +45,7 @@ def available(name):
     if name == 'asyncio':
         return None
     try:
-        __import__(name)
+        __import__(name.partition('-')[0])
     except ImportError as exc:
         return str(exc)
     return None

@@ -8,6 +8,7 @@ use crate::loop_core::fastcall::{self, FastcallArgs, FastcallMethod};
 use crate::loop_core::gil_cell::GilCell;
 use crate::loop_core::handle::{Handle, RunError};
 use crate::loop_core::loop_metrics::{LoopMetrics, TransportKind, TRANSPORT_KINDS};
+use crate::loop_core::tick_clock::{self, Anchor};
 use crate::io::os_error;
 use crate::io::poller::{self, Events, Poller, READABLE, WRITABLE};
 use crate::loop_core::timer_heap::TimerHeap;
@@ -32,27 +33,39 @@ static FUTURES_MODULE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static TASKS_MODULE: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 static DEBUG_HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 static METRICS_HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
-static ASYNCIO_HANDLE_CLASS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-/// The `_run` last found on `asyncio.Handle`, and whether it is asyncio's own.
-static HANDLE_RUN_SEEN: GilCell<Option<(Py<PyAny>, bool)>> = GilCell::new(None);
+/// `asyncio.Handle`, its version tag at the last lookup of `_run`, and
+/// that `_run` if it is not asyncio's own.
+struct HandleRunSeen {
+    class: Py<PyAny>,
+    tag: u32,
+    replaced: Option<Py<PyAny>>,
+}
+static HANDLE_RUN_SEEN: GilCell<Option<HandleRunSeen>> = GilCell::new(None);
 
 /// `asyncio.Handle._run` when something replaced it (tools that time
 /// callbacks, e.g. logfire's and aiodebug's, patch it): the stdlib loop
-/// runs every handle through it, so this loop then does too. Looked up once
-/// per iteration; the answer is kept until a different function is found.
+/// runs every handle through it, so this loop then does too. Asked once per
+/// iteration: CPython gives a class a new version tag whenever one of its
+/// attributes changes, so while the tag is the one of the last lookup the
+/// answer stands, at the cost of reading one field.
 fn replaced_handle_run(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
-    let class = ASYNCIO_HANDLE_CLASS.import(py, "asyncio.events", "Handle")?;
-    let run = class.getattr(pyo3::intern!(py, "_run"))?;
-    let known = HANDLE_RUN_SEEN.with(py, |s| s.as_ref().filter(|(f, _)| f.is(&run)).map(|(_, own)| *own));
-    let own = match known {
-        Some(own) => own,
-        None => {
-            let own = is_asyncio_handle_run(&run)?;
-            drop(HANDLE_RUN_SEEN.replace(py, Some((run.clone().unbind(), own))));
-            own
-        }
-    };
-    Ok((!own).then_some(run))
+    // SAFETY: a live type object; the GIL is held.
+    let tag_of = |class: &Py<PyAny>| unsafe { (*class.as_ptr().cast::<ffi::PyTypeObject>()).tp_version_tag };
+    let known = HANDLE_RUN_SEEN.with(py, |seen| {
+        seen.as_ref()
+            .filter(|s| s.tag != 0 && s.tag == tag_of(&s.class))
+            .map(|s| s.replaced.as_ref().map(|r| r.bind(py).clone()))
+    });
+    if let Some(answer) = known {
+        return Ok(answer);
+    }
+    let class = py.import("asyncio.events")?.getattr("Handle")?.unbind();
+    // The lookup gives the class a valid tag again, if it can have one.
+    let run = class.bind(py).getattr(pyo3::intern!(py, "_run"))?;
+    let replaced = (!is_asyncio_handle_run(&run)?).then_some(run);
+    let seen = HandleRunSeen { tag: tag_of(&class), class, replaced: replaced.as_ref().map(|r| r.clone().unbind()) };
+    drop(HANDLE_RUN_SEEN.replace(py, Some(seen)));
+    Ok(replaced)
 }
 
 /// asyncio's own `Handle._run`, found by its code's file and name, so that
@@ -197,9 +210,15 @@ pub struct LoopCore {
     /// What the loop counts while metrics are on; None while off, so the hot
     /// paths test one pointer.
     metrics: GilCell<Option<Box<LoopMetrics>>>,
-    /// While metrics are on: callbacks that run this long (seconds) or
-    /// longer are reported with their origin; None, not reported.
-    slow_threshold: GilCell<Option<f64>>,
+    /// While metrics are on: callbacks that run this many `tick_clock`
+    /// ticks or more are reported with their origin; u64::MAX, none are.
+    slow_threshold_ticks: GilCell<u64>,
+    /// While metrics are on and a callback runs: when it started (ticks).
+    /// What it queues is stamped with this instead of a clock read of its
+    /// own (the clock is most of what metrics cost per callback); 0 otherwise.
+    callback_started: GilCell<u64>,
+    /// Ticks to monotonic seconds, for the timer lag: set each iteration.
+    anchor: GilCell<Anchor>,
 }
 
 /// At most this many spare handles per loop (about 4 MiB): enough for a
@@ -226,7 +245,7 @@ impl LoopCore {
     /// Handles made now record where they were scheduled.
     #[inline]
     pub fn reports_slow_callbacks(&self, py: Python<'_>) -> bool {
-        self.slow_threshold.get(py).is_some()
+        self.slow_threshold_ticks.get(py) != u64::MAX
     }
 
     #[inline]
@@ -261,7 +280,8 @@ impl LoopCore {
     #[inline]
     fn enqueue(&self, py: Python<'_>, h: Py<Handle>) {
         if self.metrics_on(py) {
-            h.get().set_queued_at(py, monotonic());
+            let started = self.callback_started.get(py);
+            h.get().set_queued_at(py, if started > 0 { started } else { tick_clock::ticks() });
         }
         self.ready.with(py, |r| r.push_back(h));
     }
@@ -505,8 +525,8 @@ impl LoopCore {
 
     /// Queues the watchers of one fd the poll reported ready; cancelled ones
     /// are collected for removal, as asyncio's `_process_events` does.
-    /// `ready_at` is when the poll returned, while metrics are on.
-    fn dispatch_fd(&self, py: Python<'_>, fd: RawFd, mask: u8, ready_at: Option<f64>, stale: &mut Vec<(RawFd, u8)>) {
+    /// `ready_at` is when the poll returned (ticks), while metrics are on.
+    fn dispatch_fd(&self, py: Python<'_>, fd: RawFd, mask: u8, ready_at: Option<u64>, stale: &mut Vec<(RawFd, u8)>) {
         self.fds.with(py, |fds| {
             let Some(w) = fds.get(fd as usize) else { return };
             self.ready.with(py, |ready| {
@@ -566,7 +586,7 @@ impl LoopCore {
         };
         let mut events = this.events.with(py, std::mem::take);
         let metrics_on = this.metrics_on(py);
-        let poll_start = if metrics_on { monotonic() } else { 0.0 };
+        let poll_start = if metrics_on { tick_clock::ticks() } else { 0 };
         let polled = if busy && this.watched.get(py) == 0 {
             // Nothing is watched and the poll may not sleep: it could only
             // report the waker, whose thread-safe callbacks are queued already.
@@ -588,10 +608,11 @@ impl LoopCore {
             }
         }
         let ready_at = metrics_on.then(|| {
-            let t = monotonic();
+            let t = tick_clock::ticks();
+            this.anchor.set(py, Anchor::new(t, monotonic()));
             this.count(py, |m| {
                 m.iterations += 1;
-                m.polling += t - poll_start;
+                m.poll_ticks += t.saturating_sub(poll_start);
             });
             t
         });
@@ -631,6 +652,9 @@ impl LoopCore {
 
         let run_patch = replaced_handle_run(py)?;
         let instrumented = metrics_on || run_patch.is_some() || this.debug.get(py);
+        // Instrumented, each callback's end is the next one's start: one
+        // clock read per callback.
+        let mut clock = if instrumented { tick_clock::ticks() } else { 0 };
         let ntodo = this.ready.with(py, |r| r.len());
         for _ in 0..ntodo {
             let Some(h) = this.ready.with(py, |r| r.pop_front()) else { break };
@@ -640,7 +664,9 @@ impl LoopCore {
                 continue;
             }
             let outcome = if instrumented {
-                Self::run_instrumented(slf, hb, run_patch.as_ref())?
+                let run = Self::run_instrumented(slf, hb, run_patch.as_ref(), &mut clock);
+                this.callback_started.set(py, 0);
+                run?
             } else {
                 Handle::run(hb)
             };
@@ -654,53 +680,58 @@ impl LoopCore {
 
     /// Runs one handle with what debug mode, metrics or a replaced
     /// `Handle._run` ask for around it: timing, lag, slow-callback reports.
-    fn run_instrumented(slf: &Bound<'_, Self>, hb: &Bound<'_, Handle>, run_patch: Option<&Bound<'_, PyAny>>) -> PyResult<Result<(), RunError>> {
+    /// `clock` is when the handle starts (the previous one's end), and
+    /// becomes when it ended, in ticks.
+    fn run_instrumented(slf: &Bound<'_, Self>, hb: &Bound<'_, Handle>, run_patch: Option<&Bound<'_, PyAny>>, clock: &mut u64) -> PyResult<Result<(), RunError>> {
         let py = slf.py();
         let this = slf.get();
         let debug = this.debug.get(py);
         if debug {
             drop(this.current_handle.replace(py, Some(hb.clone().unbind())));
         }
-        let t0 = monotonic();
+        let t0 = *clock;
+        this.callback_started.set(py, t0);
         let outcome = match run_patch {
             Some(run) => Handle::run_through(hb, run),
             None => Handle::run(hb),
         };
-        let dt = monotonic() - t0;
+        *clock = tick_clock::ticks();
+        let dt = clock.saturating_sub(t0);
         if debug {
             drop(this.current_handle.replace(py, None));
-            if dt >= this.slow_callback_duration.get(py) {
-                Self::debug_helpers(py)?.call_method1("log_slow_callback", (hb, dt))?;
+            let secs = tick_clock::to_secs(dt);
+            if secs >= this.slow_callback_duration.get(py) {
+                Self::debug_helpers(py)?.call_method1("log_slow_callback", (hb, secs))?;
             }
         }
-        let time_overridden = this.time_overridden.get(py);
-        let threshold = this.slow_threshold.get(py);
         let mut slow = false;
-        this.count(py, |m| {
+        this.metrics.with(py, |m| {
+            let Some(m) = m else { return };
             let h = hb.get();
             match h.when_value() {
                 Some(when) => {
                     m.timers_fired += 1;
                     // A patched clock's deadlines are not on this clock.
-                    if !time_overridden {
-                        m.timer_lag.record(t0 - when);
+                    if !this.time_overridden.get(py) {
+                        m.timer_lag.record(this.anchor.get(py).secs_at(t0) - when);
                     }
                 }
                 None => {
                     let queued = h.queued_at(py);
-                    if queued > 0.0 {
-                        m.ready_lag.record(t0 - queued);
+                    if queued > 0 {
+                        m.ready_lag.record_ticks(t0.saturating_sub(queued));
                     }
                 }
             }
             m.callbacks += 1;
-            m.busy += dt;
-            slow = threshold.is_some_and(|t| dt >= t);
+            m.busy_ticks += dt;
+            slow = dt >= this.slow_threshold_ticks.get(py);
             if slow {
                 m.slow_callbacks += 1;
             }
         });
         if slow {
+            let dt = tick_clock::to_secs(dt);
             let helpers = METRICS_HELPERS.get_or_try_init(py, || py.import("ferroloop._metrics").map(Bound::unbind))?;
             helpers.bind(py).call_method1("_report_slow_callback", (slf, hb, dt, hb.get().origin(py)?))?;
         }
@@ -771,7 +802,9 @@ impl LoopCore {
             clock_resolution: clock_resolution(),
             time_overridden: GilCell::new(false),
             metrics: GilCell::new(None),
-            slow_threshold: GilCell::new(None),
+            slow_threshold_ticks: GilCell::new(u64::MAX),
+            callback_started: GilCell::new(0),
+            anchor: GilCell::new(Anchor::default()),
         })
     }
 
@@ -1013,13 +1046,16 @@ impl LoopCore {
         if !self.metrics_on(py) {
             drop(self.metrics.replace(py, Some(Box::default())));
         }
-        self.slow_threshold.set(py, slow_callback_duration);
+        // The clock's one-time calibration (up to a millisecond) now, not
+        // inside the first callback timed.
+        tick_clock::ns_per_tick();
+        self.slow_threshold_ticks.set(py, slow_callback_duration.map_or(u64::MAX, tick_clock::from_secs));
     }
 
     /// Stops counting and forgets the counts.
     fn _disable_metrics(&self, py: Python<'_>) {
         drop(self.metrics.take(py));
-        self.slow_threshold.set(py, None);
+        self.slow_threshold_ticks.set(py, u64::MAX);
     }
 
     /// The counts so far as a dict (None while metrics are off); the
@@ -1030,8 +1066,8 @@ impl LoopCore {
         let d = PyDict::new(py);
         d.set_item("iterations", m.iterations)?;
         d.set_item("callbacks", m.callbacks)?;
-        d.set_item("busy_time", m.busy)?;
-        d.set_item("poll_time", m.polling)?;
+        d.set_item("busy_time", tick_clock::to_secs(m.busy_ticks))?;
+        d.set_item("poll_time", tick_clock::to_secs(m.poll_ticks))?;
         d.set_item("timers_scheduled", m.timers_scheduled)?;
         d.set_item("timers_cancelled", m.timers_cancelled)?;
         d.set_item("timers_fired", m.timers_fired)?;

@@ -79,7 +79,7 @@ pub struct Handle {
     /// instruction offset of the Python frame that scheduled it (for
     /// slow-callback reports), read from the frame at no more cost than two
     /// pointers and a reference, unlike debug mode's whole traceback.
-    queued_at: GilCell<f64>,
+    queued_at: GilCell<u64>,
     origin: GilCell<Option<(Py<PyAny>, i32)>>,
 }
 
@@ -186,7 +186,7 @@ impl Parts {
             untracked_args: GilCell::new(false),
             native,
             lock: GilCell::new(None),
-            queued_at: GilCell::new(0.0),
+            queued_at: GilCell::new(0),
             origin: GilCell::new(self.origin),
         }
     }
@@ -445,12 +445,13 @@ impl Handle {
         self.scheduled.set(py, scheduled)
     }
 
-    pub fn set_queued_at(&self, py: Python<'_>, t: f64) {
+    /// In `tick_clock` ticks.
+    pub fn set_queued_at(&self, py: Python<'_>, t: u64) {
         self.queued_at.set(py, t)
     }
 
     /// When the handle was queued, if it was while metrics were on (else 0).
-    pub fn queued_at(&self, py: Python<'_>) -> f64 {
+    pub fn queued_at(&self, py: Python<'_>) -> u64 {
         self.queued_at.get(py)
     }
 

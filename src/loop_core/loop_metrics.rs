@@ -4,6 +4,8 @@
 //! Nothing here is touched while metrics are off: the loop keeps no
 //! `LoopMetrics` then, and its hot paths test one flag.
 
+use crate::loop_core::tick_clock;
+
 /// Values below this many nanoseconds have a bucket each.
 const LINEAR: u64 = 16;
 /// Sub-buckets per power of two above `LINEAR`: 8 keeps every bucket within
@@ -53,7 +55,16 @@ impl LagHistogram {
     /// Records `seconds`; negative values (a timer run within the clock's
     /// resolution before its deadline) count as zero.
     pub fn record(&mut self, seconds: f64) {
-        let ns = if seconds > 0.0 { (seconds * 1e9) as u64 } else { 0 };
+        self.record_ns(if seconds > 0.0 { (seconds * 1e9) as u64 } else { 0 })
+    }
+
+    #[inline]
+    pub fn record_ticks(&mut self, ticks: u64) {
+        self.record_ns((ticks as f64 * tick_clock::ns_per_tick()) as u64)
+    }
+
+    #[inline]
+    pub fn record_ns(&mut self, ns: u64) {
         self.buckets[bucket_of(ns)] += 1;
         self.count += 1;
         self.sum_ns += ns as u128;
@@ -111,9 +122,9 @@ pub const TRANSPORT_KINDS: [&str; 4] = ["stream", "tls", "datagram", "pipe"];
 pub struct LoopMetrics {
     pub iterations: u64,
     pub callbacks: u64,
-    /// Seconds spent running callbacks, and waiting in the poll.
-    pub busy: f64,
-    pub polling: f64,
+    /// `tick_clock` ticks spent running callbacks, and waiting in the poll.
+    pub busy_ticks: u64,
+    pub poll_ticks: u64,
     pub timers_scheduled: u64,
     pub timers_cancelled: u64,
     pub timers_fired: u64,

@@ -6,3 +6,4 @@ pub mod timer_heap;
 pub mod fastcall;
 pub mod gil_cell;
 pub mod loop_metrics;
+pub mod tick_clock;
