@@ -1,4 +1,5 @@
-"""``python -m ferroloop run SCRIPT|-m MODULE [ARGS...]``: an unmodified asyncio program on ferroloop."""
+"""``python -m ferroloop run [--stats] SCRIPT|-m MODULE [ARGS...]``: an unmodified asyncio
+program on ferroloop, and with ``--stats`` a summary of what its loops did."""
 
 import os
 import runpy
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 HELP = """\
 usage: python -m ferroloop run SCRIPT [ARGS...]
        python -m ferroloop run -m MODULE [ARGS...]
+       python -m ferroloop run --stats [--slow-callback-duration=SECONDS] SCRIPT|-m MODULE [ARGS...]
 
 Runs a Python program as 'python SCRIPT' or 'python -m MODULE' would, with
 ferroloop's policy installed: asyncio.run(), asyncio.new_event_loop() and
@@ -19,8 +21,25 @@ Programs that build their loop themselves (uvicorn, worker pools of fresh
 interpreters, asyncio.Runner(loop_factory=...)) bypass the policy; if the
 program ends without having run a ferroloop loop, this says so on stderr,
 with the way to make that program use ferroloop.
+
+--stats
+    Turns on the metrics of every ferroloop loop the program makes in this
+    process (Loop.enable_metrics) and, when the program ends, prints to
+    stderr a summary of each loop that ran: its duration (made to closed),
+    iterations, callbacks, the share of that time spent running callbacks
+    (busy) and waiting for events (polling), loop lag (how late timers ran
+    after their deadline and how long callbacks waited in the ready queue:
+    p50, p99 and max in ms), tasks created, bytes read and written per
+    transport kind, connections accepted, and the five slowest callbacks
+    with where they were scheduled (file:line, or where a task stood).
+    Slow callbacks are also logged as they happen, on asyncio's logger.
+    The program's stdout and exit status are unchanged.
+--slow-callback-duration=SECONDS
+    With --stats: callbacks that run this long or longer are reported as
+    slow (default 0.1, asyncio's debug-mode threshold).
 """
 USAGE = HELP.split('\n\n')[0]
+SLOW_OPTION = '--slow-callback-duration'
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,17 +51,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(argv) < 2 or argv[0] != 'run':
         print(USAGE, file=sys.stderr)
         return 2
-    rest = argv[1:]
+    try:
+        stats, rest = _options(argv[1:])
+    except ValueError as exc:
+        print(f"{exc}\n{USAGE}", file=sys.stderr)
+        return 2
+    if not rest:
+        print(USAGE, file=sys.stderr)
+        return 2
     if not rest[0].startswith('-m'):
-        return _run(rest[0], rest, is_module=False)
+        return _run(rest[0], rest, is_module=False, stats=stats)
     rest = rest[1:] if rest[0] == '-m' else [rest[0][2:]] + rest[1:]   # '-m mod' or '-mmod'
     if not rest:
         print(f"Argument expected for the -m option\n{USAGE}", file=sys.stderr)
         return 2
-    return _run(rest[0], ['-m'] + rest[1:], is_module=True)
+    return _run(rest[0], ['-m'] + rest[1:], is_module=True, stats=stats)
 
 
-def _run(target, args, is_module):
+def _options(args):
+    """run's own options, before the program: the slow-callback threshold
+    when --stats is given (else None), and the arguments left."""
+    stats, slow = False, None
+    while args and args[0].startswith('--'):
+        option, eq, value = args[0].partition('=')
+        if option == '--stats' and not eq:
+            stats, args = True, args[1:]
+        elif option == SLOW_OPTION:
+            if not eq:
+                if len(args) < 2:
+                    raise ValueError(f'{SLOW_OPTION} expects a number of seconds')
+                value, args = args[1], args[1:]
+            args = args[1:]
+            try:
+                slow = float(value)
+            except ValueError:
+                raise ValueError(f'{SLOW_OPTION} expects a number of seconds, not {value!r}') from None
+            if not slow >= 0:
+                raise ValueError(f'{SLOW_OPTION} must be 0 or more, not {value}')
+        else:
+            raise ValueError(f'unknown option {args[0]!r}')
+    if slow is not None and not stats:
+        raise ValueError(f'{SLOW_OPTION} goes with --stats')
+    return (0.1 if slow is None else slow) if stats else None, args
+
+
+def _run(target, args, is_module, stats=None):
     import ferroloop
     from . import _usage_report
 
@@ -66,6 +119,9 @@ def _run(target, args, is_module):
     _trim_tracebacks_to(main_module.__dict__)
     ferroloop.install()
     _usage_report.watch(target)
+    if stats is not None:
+        from . import _run_stats
+        _run_stats.watch(stats)
     sys.modules['__main__'] = main_module
     if is_module:
         # python -m's own steps: the module's spec, code and globals, run in sys.modules['__main__'].

@@ -483,8 +483,11 @@ class ConnectMixin:
         try:
             await transp._make_empty_waiter()
             try:
-                return await self.sock_sendfile(transp._sock, file, offset, count,
+                sent = await self.sock_sendfile(transp._sock, file, offset, count,
                                                 fallback=False)
+                # Bytes written on the transport's socket, for the metrics.
+                transp._core._count_sent(sent)
+                return sent
             finally:
                 transp._reset_empty_waiter()
         finally:

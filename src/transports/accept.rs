@@ -93,6 +93,7 @@ impl Acceptor {
                 _ => Err(os_error::from_errno(py, e)),
             };
         }
+        self.loop_.get().count_accepted(py);
         match make_address(py, &sa) {
             Ok(addr) => Ok(Some((conn, addr))),
             Err(err) => {

@@ -22,6 +22,7 @@ use crate::loop_core::event_loop::LoopCore;
 use crate::transports::flow_control::FlowControl;
 use crate::loop_core::gil_cell::GilCell;
 use crate::loop_core::handle::{is_fatal, Handle, NativeCallback};
+use crate::loop_core::loop_metrics::TransportKind;
 use crate::transports::transport_core::{forget_transport, Closing, ReadControl, WriteFlow};
 use crate::io::os_error;
 use crate::io::sock_addr::{make_address, parse_address, SockAddr};
@@ -147,6 +148,12 @@ enum Sent {
 }
 
 impl DatagramTransportCore {
+    /// Datagram bytes received and sent, for the loop's metrics.
+    #[inline]
+    fn count(&self, py: Python<'_>, read: usize, written: usize) {
+        self.loop_.get().count_bytes(py, TransportKind::Datagram, read, written)
+    }
+
     fn transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
         field!(self, py, transport).map(|t| t.into_bound(py))
     }
@@ -245,6 +252,7 @@ impl DatagramTransportCore {
             if n < 0 {
                 return Err(errno());
             }
+            this.count(py, n as usize, 0);
             Ok(PyBytes::new(py, &buf[..n as usize]).unbind())
         });
         let data = match got {
@@ -272,6 +280,7 @@ impl DatagramTransportCore {
         match sock.call_method1(py, "recvfrom", (this.max_size,)) {
             Ok(pair) => {
                 let pair = pair.bind(py);
+                this.count(py, pair.get_item(0)?.len()?, 0);
                 Self::deliver(this, py, pair.get_item(0)?.unbind(), pair.get_item(1)?.unbind())
             }
             Err(e) if e.is_instance_of::<PyBlockingIOError>(py) || e.is_instance_of::<PyInterruptedError>(py) => Ok(()),
@@ -369,7 +378,7 @@ impl DatagramTransportCore {
             };
             let addr = item.addr.as_ref().map(|a| a.bind(py).clone());
             match this.send_one(py, &item.data, None, addr.as_ref())? {
-                Sent::Done => {}
+                Sent::Done => this.count(py, 0, item.data.len()),
                 Sent::NotReady => {
                     this.st.with(py, |s| {
                         s.buffer_size += item.data.len() + hdr;
@@ -513,7 +522,10 @@ impl DatagramTransportCore {
         }
         if !queued {
             match this.send_one(py, bytes, Some(data), addr.as_ref())? {
-                Sent::Done => return Ok(()),
+                Sent::Done => {
+                    this.count(py, 0, bytes.len());
+                    return Ok(());
+                }
                 Sent::NotReady => Self::set_watch(slf, WRITABLE, true)?,
                 Sent::OsError(e) => return this.error_received(py, e),
                 Sent::Other(e) => return this.fatal(py, e, "Fatal write error on datagram transport"),

@@ -17,6 +17,7 @@ use crate::loop_core::event_loop::LoopCore;
 use crate::transports::flow_control::FlowControl;
 use crate::loop_core::gil_cell::GilCell;
 use crate::loop_core::handle::{is_fatal, Handle, NativeCallback};
+use crate::loop_core::loop_metrics::TransportKind;
 use crate::transports::transport_core::{ReadControl, WriteFlow};
 use crate::io::poller::{READABLE, WRITABLE};
 use crate::io::read_bytes::ReadBytes;
@@ -287,6 +288,7 @@ impl ReadPipeCore {
                     grow_pipe(this.fd);
                 }
                 if got > 0 {
+                    this.loop_.get().count_bytes(py, TransportKind::Pipe, got, 0);
                     return data.deliver(py, field!(this, py, protocol));
                 }
                 // End of file.
@@ -587,6 +589,7 @@ impl WritePipeCore {
                 this.fatal(py, e, "Fatal write error on pipe transport")
             }
             Attempt::Done(n) => {
+                this.loop_.get().count_bytes(py, TransportKind::Pipe, 0, n);
                 if this.st.with(py, |s| {
                     s.consume(n);
                     s.pending() > 0
@@ -704,8 +707,13 @@ impl WritePipeCore {
             let mut tries = 0;
             loop {
                 match write_some(py, this.fd, rest) {
-                    Attempt::Done(n) if n == rest.len() => return Ok(()),
-                    Attempt::Done(n) => rest = &rest[n..],
+                    Attempt::Done(n) => {
+                        this.loop_.get().count_bytes(py, TransportKind::Pipe, 0, n);
+                        if n == rest.len() {
+                            return Ok(());
+                        }
+                        rest = &rest[n..];
+                    }
                     Attempt::NotReady => {}
                     Attempt::Failed(e) => {
                         this.st.with(py, |s| s.conn_lost += 1);

@@ -11,6 +11,7 @@ use crate::loop_core::event_loop::LoopCore;
 use crate::transports::flow_control::FlowControl;
 use crate::loop_core::gil_cell::GilCell;
 use crate::loop_core::handle::{is_fatal, Handle, NativeCallback};
+use crate::loop_core::loop_metrics::TransportKind;
 use crate::transports::transport_core::{add_socket_extra, forget_transport, start_transport, Closing, ReadControl, WriteFlow};
 use crate::io::os_error;
 use crate::io::poller::{READABLE, WRITABLE};
@@ -139,6 +140,12 @@ impl StreamTransportCore {
         field!(self, py, transport).map(|t| t.into_bound(py))
     }
 
+    /// Bytes this socket read and wrote, for the loop's metrics.
+    #[inline]
+    fn count(&self, py: Python<'_>, read: usize, written: usize) {
+        self.loop_.get().count_bytes(py, TransportKind::Stream, read, written)
+    }
+
     fn set_watch(slf: &Bound<'_, Self>, dir: u8, on: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
@@ -206,6 +213,7 @@ impl StreamTransportCore {
                 if got == 0 {
                     return Self::on_eof(slf);
                 }
+                this.count(py, got, 0);
                 this.st.with(py, |s| {
                     s.read_size = if got == size { MAX_SIZE } else { SMALL_READ_SIZE };
                     s.large = got >= DIRECT_READ_MIN;
@@ -223,7 +231,10 @@ impl StreamTransportCore {
     fn read_into_layer(slf: &Bound<'_, Self>, layer: &Bound<'_, PyAny>, receiver: &RawReceiver) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let fed = recv_with(py, this.fd, SMALL_READ_SIZE, |data| (receiver.feed)(layer, data).map(|_| data.len()));
+        let fed = recv_with(py, this.fd, SMALL_READ_SIZE, |data| {
+            this.count(py, data.len(), 0);
+            (receiver.feed)(layer, data).map(|_| data.len())
+        });
         let outcome = match fed {
             Attempt::NotReady => return Ok(()),
             Attempt::Failed(e) => return this.fatal(py, e, "Fatal read error on socket transport"),
@@ -271,6 +282,7 @@ impl StreamTransportCore {
         if got == 0 {
             return Self::on_eof(slf);
         }
+        this.count(py, got, 0);
         // The transport's protocol now, as asyncio reads `self._protocol` again.
         let Some(protocol) = field!(this, py, protocol) else { return Ok(()) };
         match protocol.call_method1(py, intern!(py, "buffer_updated"), (got,)) {
@@ -319,7 +331,10 @@ impl StreamTransportCore {
                 }
                 return Ok(());
             }
-            Attempt::Done(n) => this.st.with(py, |s| s.consume(n)),
+            Attempt::Done(n) => {
+                this.count(py, 0, n);
+                this.st.with(py, |s| s.consume(n));
+            }
         }
         Self::maybe_resume_protocol(slf)?; // may write more
         if this.st.with(py, |s| s.pending()) == 0 {
@@ -474,8 +489,13 @@ impl StreamTransportCore {
         if pending == 0 {
             // Nothing queued: try the socket at once.
             match try_send(py, this.fd, bytes) {
-                Attempt::Done(n) if n == bytes.len() => return Ok(()),
-                Attempt::Done(n) => rest = &bytes[n..],
+                Attempt::Done(n) => {
+                    this.count(py, 0, n);
+                    if n == bytes.len() {
+                        return Ok(());
+                    }
+                    rest = &bytes[n..];
+                }
                 Attempt::NotReady => {}
                 Attempt::Failed(e) => return this.fatal(py, e, "Fatal write error on socket transport"),
             }
@@ -550,6 +570,11 @@ impl StreamTransportCore {
 
     fn _reset_empty_waiter(&self, py: Python<'_>) {
         drop(self.st.with(py, |s| s.empty_waiter.take()));
+    }
+
+    /// Counts `n` bytes `loop.sendfile` sent on this socket for it.
+    fn _count_sent(&self, py: Python<'_>, n: usize) {
+        self.count(py, 0, n)
     }
 
     /// Ends the connection's life: returns (sock, protocol, protocol_connected,

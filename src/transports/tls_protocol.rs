@@ -16,6 +16,7 @@ use crate::loop_core::event_loop::LoopCore;
 use crate::transports::flow_control::FlowControl;
 use crate::loop_core::gil_cell::GilCell;
 use crate::loop_core::handle::is_fatal;
+use crate::loop_core::loop_metrics::TransportKind;
 use crate::io::read_bytes::ReadBytes;
 use crate::transports::stream_transport::{RawReceiver, StreamTransportCore, RAW_RECEIVER};
 use crate::transports::transport_core::new_instance;
@@ -215,6 +216,13 @@ fn logger(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 }
 
 impl TLSProtocolCore {
+    /// Plaintext handed to the application and taken from it, for the
+    /// loop's metrics.
+    #[inline]
+    fn count(&self, py: Python<'_>, read: usize, written: usize) {
+        self.loop_.get().count_bytes(py, TransportKind::Tls, read, written)
+    }
+
     fn debug(&self, py: Python<'_>) -> bool {
         self.loop_.get().debug(py)
     }
@@ -533,6 +541,7 @@ impl TLSProtocolCore {
                 Err(e) if is_again(py, &e)? => break,
                 Err(e) => return Err(e),
             };
+            this.count(py, 0, count);
             let len = data.len()?;
             if count < len {
                 let rest = data.get_item(PySlice::new(py, count as isize, len as isize, 1))?;
@@ -680,6 +689,7 @@ impl TLSProtocolCore {
             (filled > 0).then(|| ReadBytes::copy(py, &buf[..filled])).transpose()
         })?;
         if let Some(data) = data {
+            this.count(py, data.len(), 0);
             data.deliver(py, obj!(this, py, app_protocol))?;
         }
         if close_notify {
@@ -730,6 +740,7 @@ impl TLSProtocolCore {
             this.call_soon(py, slf.getattr(intern!(py, "_do_read"))?, None)?;
         }
         if offset > 0 {
+            this.count(py, offset, 0);
             buffer_updated.call1(py, (offset,))?;
         }
         if count == 0 {
