@@ -14,7 +14,6 @@
 
 use crate::io::sock_addr::{inet_pton, make_address, SockAddr};
 use crate::loop_core::gil_cell::GilCell;
-use std::collections::HashMap;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -134,13 +133,40 @@ fn ascii<'a>(obj: &'a Bound<'_, PyAny>) -> Option<&'a [u8]> {
 
 static ENUMS: PyOnceLock<[Py<PyAny>; 5]> = PyOnceLock::new();
 
-/// What a request spells (host bytes, port, family, type, proto, flags).
-type Request = (Vec<u8>, u16, i64, i64, i64, i64);
-/// Answers already built: a program asks for the same few addresses again
-/// and again (each `create_connection` to its database, say). The entries
-/// are immutable tuples, so a new list of the same ones is the same answer.
-static ANSWERS: GilCell<Option<HashMap<Request, Vec<Py<PyAny>>>>> = GilCell::new(None);
+/// What a request spells: the host's bytes (a literal is at most 45), the
+/// port, and family, type, proto, flags.
+#[derive(PartialEq, Eq, Clone, Copy)]
+struct Request {
+    host: [u8; 46],
+    len: u8,
+    port: u16,
+    ints: [i64; 4],
+}
+
+impl Request {
+    fn new(text: &[u8], port: u16, ints: [i64; 4]) -> Option<Request> {
+        let mut host = [0; 46];
+        host.get_mut(..text.len())?.copy_from_slice(text);
+        Some(Request { host, len: text.len() as u8, port, ints })
+    }
+}
+
+/// Answers already built, the most recently asked first: a program asks for
+/// the same few addresses again and again (each `create_connection` to its
+/// database, say), so the usual lookup ends at the first entry, without
+/// hashing or allocating. The entries are immutable tuples, so a new list
+/// of the same ones is the same answer.
+static ANSWERS: GilCell<Vec<(Request, Vec<Py<PyAny>>)>> = GilCell::new(Vec::new());
 const ANSWERS_KEPT: usize = 64;
+
+/// A new list of the answer to `request`, if it was built before.
+fn known_answer<'py>(py: Python<'py>, request: &Request) -> Option<PyResult<Bound<'py, PyList>>> {
+    ANSWERS.with(py, |answers| {
+        let i = answers.iter().position(|(r, _)| r == request)?;
+        answers[..=i].rotate_right(1);
+        Some(PyList::new(py, answers[0].1.iter().map(|e| e.bind(py))))
+    })
+}
 
 /// `socket.AddressFamily` / `socket.SocketKind` members, as getaddrinfo returns them.
 fn enums(py: Python<'_>) -> PyResult<&[Py<PyAny>; 5]> {
@@ -215,10 +241,9 @@ fn literal_addrinfo<'py>(
         }
     };
     let Some(text) = ascii(host) else { return Ok(None) };
-    let request: Request = (text.to_vec(), port, family, type_, proto, flags);
-    if let Some(list) = ANSWERS.with(py, |answers| {
-        answers.as_ref().and_then(|a| a.get(&request)).map(|entries| PyList::new(py, entries.iter().map(|e| e.bind(py))))
-    }) {
+    // Longer than any literal: a name, for libc.
+    let Some(request) = Request::new(text, port, [family, type_, proto, flags]) else { return Ok(None) };
+    if let Some(list) = known_answer(py, &request) {
         return list.map(Some);
     }
     let Some(literal) = parse_host(text, family) else { return Ok(None) };
@@ -253,13 +278,13 @@ fn literal_addrinfo<'py>(
         );
     }
     let list = PyList::new(py, entries.iter().map(|e| e.bind(py)))?;
-    ANSWERS.with(py, |answers| {
-        let answers = answers.get_or_insert_with(HashMap::new);
-        if answers.len() >= ANSWERS_KEPT {
-            answers.clear();
-        }
-        answers.insert(request, entries);
+    let evicted = ANSWERS.with(py, |answers| {
+        let evicted = (answers.len() >= ANSWERS_KEPT).then(|| answers.pop());
+        answers.insert(0, (request, entries));
+        evicted
     });
+    // Released once the cell is let go of.
+    drop(evicted);
     Ok(Some(list))
 }
 
