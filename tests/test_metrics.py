@@ -180,7 +180,9 @@ def test_a_slow_callback_is_reported_once_with_the_line_that_scheduled_it(floop,
     assert len(reports) == 1
     report = reports[0]
     assert isinstance(report, ferroloop.SlowCallback)
-    assert report.origin == f'{__file__}:{line_of("scheduled-slow")} in {sys._getframe().f_code.co_name}'
+    function = sys._getframe().f_code.co_name
+    assert report.origin == f'{__file__}:{line_of("scheduled-slow")} in {function}'
+    assert (report.filename, report.lineno, report.function) == (__file__, line_of('scheduled-slow'), function)
     assert 0.05 <= report.duration < 0.1
     assert report.task is None
     assert report.loop is floop
@@ -219,6 +221,7 @@ def test_a_slow_task_step_is_reported_with_its_task_and_coroutine(floop):
     assert report.task is not None and report.task.get_name() == 'busy-task'
     assert report.description == repr(report.task) or report.description.startswith('<Task')
     assert report.origin == f'{__file__}:{line_of("task-suspended")} in busy'
+    assert (report.filename, report.lineno, report.function) == (__file__, line_of('task-suspended'), 'busy')
 
 
 def test_without_a_threshold_nothing_is_reported_but_everything_counted(floop, caplog):

@@ -78,6 +78,10 @@ class SlowCallback:
     now stands; None when no Python frame scheduled it."""
     task: asyncio.Task[Any] | None
     """The task, for a task step."""
+    filename: str | None = None
+    """The origin's parts, None as ``origin`` is."""
+    lineno: int | None = None
+    function: str | None = None
 
 
 def snapshot(loop: Any) -> LoopMetrics:
@@ -98,40 +102,41 @@ def _task_of(handle: Any) -> 'asyncio.Task[Any] | None':
     return task if isinstance(task, asyncio.Task) else None
 
 
-def _coroutine_origin(task: 'asyncio.Task[Any]') -> str | None:
+def _coroutine_origin(task: 'asyncio.Task[Any]') -> tuple[str, int, str] | None:
     coro = task.get_coro()
     code = getattr(coro, 'cr_code', None) or getattr(coro, 'gi_code', None)
     if code is None:
         return None
     frame = getattr(coro, 'cr_frame', None) or getattr(coro, 'gi_frame', None)
     line = frame.f_lineno if frame is not None else code.co_firstlineno
-    return f'{code.co_filename}:{line} in {code.co_name}'
+    return code.co_filename, line, code.co_name
 
 
 def _report_slow_callback(loop: Any, handle: Any, duration: float,
                           origin: tuple[str, int, str] | None) -> None:
-    """Called by the loop when a callback ran past the threshold: a warning
-    on asyncio's logger, as debug mode's, then the hook, if one is set."""
+    """Called by the loop when a callback ran past the threshold: the hook,
+    if one is set (first, so that it can take the time), then a warning on
+    asyncio's logger, as debug mode's."""
     task = _task_of(handle)
     if task is not None:
         description = repr(task)
-        where = _coroutine_origin(task)
+        origin = _coroutine_origin(task)
     else:
         description = repr(handle)
-        where = None if origin is None else f'{os.fspath(origin[0])}:{origin[1]} in {origin[2]}'
+    filename, lineno, function = (None, None, None) if origin is None else (os.fspath(origin[0]), *origin[1:])
+    where = None if origin is None else f'{filename}:{lineno} in {function}'
+    hook = loop._on_slow_callback
+    if hook is not None:
+        info = SlowCallback(loop, handle, duration, description, where, task, filename, lineno, function)
+        try:
+            hook(info)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            loop.call_exception_handler({
+                'message': 'Exception in the slow-callback hook',
+                'exception': exc,
+                'handle': handle,
+            })
     _log.logger.warning('Executing %s took %.3f seconds (%s %s)', description, duration,
                         'task at' if task is not None else 'scheduled at', where or 'unknown')
-    hook = loop._on_slow_callback
-    if hook is None:
-        return
-    info = SlowCallback(loop, handle, duration, description, where, task)
-    try:
-        hook(info)
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        loop.call_exception_handler({
-            'message': 'Exception in the slow-callback hook',
-            'exception': exc,
-            'handle': handle,
-        })

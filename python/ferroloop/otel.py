@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import re
 import threading
 import time
 import weakref
@@ -51,8 +50,6 @@ __all__ = ('instrument', 'Instrumentation', 'SPAN_NAME')
 SPAN_NAME = 'ferroloop.slow_callback'
 # Where a loop keeps its on_slow_callback hook.
 _HOOK = '_on_slow_callback'
-# SlowCallback.origin: 'file:line in function'.
-_ORIGIN = re.compile(r'(?P<path>.*):(?P<line>\d+) in (?P<function>.*)')
 
 _Attributes = Mapping[str, AttributeValue]
 _Read = Callable[[LoopMetrics], Iterable[tuple[float, _Attributes]]]
@@ -189,11 +186,10 @@ class Instrumentation:
             'ferroloop.slow_callback.duration': info.duration,
             'ferroloop.slow_callback.description': info.description,
         }
-        where = _ORIGIN.fullmatch(info.origin or '')
-        if where is not None:
-            attributes['code.filepath'] = where['path']
-            attributes['code.lineno'] = int(where['line'])
-            attributes['code.function'] = where['function']
+        if info.filename is not None and info.lineno is not None and info.function is not None:
+            attributes['code.filepath'] = info.filename
+            attributes['code.lineno'] = info.lineno
+            attributes['code.function'] = info.function
         if info.task is not None:
             attributes['ferroloop.task.name'] = info.task.get_name()
         # The span current where the callback was scheduled, or in its task.
