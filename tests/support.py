@@ -98,3 +98,15 @@ async def recv_exactly(loop, sock, n):
         chunks.append(chunk)
         got += len(chunk)
     return b''.join(chunks)
+
+
+def run_known_workload(loop):
+    """100 call_soon callbacks, 5 timers of which 2 are cancelled, and a
+    stop timer: 104 callbacks run, 6 timers scheduled, 2 cancelled, 4 fired."""
+    for _ in range(100):
+        loop.call_soon(lambda: None)
+    later = [loop.call_later(0.001, lambda: None) for _ in range(5)]
+    later[0].cancel()
+    later[1].cancel()
+    loop.call_later(0.02, loop.stop)
+    loop.run_forever()

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import ferroloop
-from support import run
+from support import run, run_known_workload
 
 
 @pytest.fixture
@@ -43,13 +43,7 @@ def test_metrics_are_off_until_enabled(floop):
 
 def test_callbacks_iterations_and_timers_are_counted_exactly(floop):
     floop.enable_metrics()
-    for _ in range(100):
-        floop.call_soon(lambda: None)
-    later = [floop.call_later(0.001, lambda: None) for _ in range(5)]
-    later[0].cancel()
-    later[1].cancel()
-    floop.call_later(0.02, floop.stop)
-    floop.run_forever()
+    run_known_workload(floop)
     m = floop.metrics()
     # 100 soon, 3 timers that fired, and stop().
     assert m.callbacks == 104

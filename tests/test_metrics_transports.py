@@ -132,23 +132,26 @@ def test_writes_buffered_until_the_socket_drains_are_counted_when_sent(floop):
     assert bytes_of(floop) == only('stream', size, size)
 
 
+class Into(asyncio.BufferedProtocol):
+    """Reads into a buffer of its own until TOTAL bytes came."""
+
+    def __init__(self, loop, size):
+        self.buf = bytearray(size)
+        self.got = 0
+        self.done = loop.create_future()
+
+    def get_buffer(self, sizehint):
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        self.got += nbytes
+        if self.got == TOTAL:
+            self.done.set_result(None)
+
+
 def test_a_buffered_protocol_read_is_counted(floop):
-    class Into(asyncio.BufferedProtocol):
-        def __init__(self):
-            self.buf = bytearray(4096)
-            self.got = 0
-            self.done = floop.create_future()
-
-        def get_buffer(self, sizehint):
-            return self.buf
-
-        def buffer_updated(self, nbytes):
-            self.got += nbytes
-            if self.got == TOTAL:
-                self.done.set_result(None)
-
     async def main():
-        into = Into()
+        into = Into(floop, 4096)
         server = await floop.create_server(lambda: into, '127.0.0.1', 0)
         port = server.sockets[0].getsockname()[1]
         with socket.create_connection(('127.0.0.1', port)) as peer:
@@ -246,22 +249,8 @@ def test_tls_counts_plaintext_as_tls_and_records_as_stream(floop, server_ctx, cl
 
 
 def test_tls_into_a_buffered_protocol_counts_the_plaintext(floop, server_ctx, client_ctx):
-    class Into(asyncio.BufferedProtocol):
-        def __init__(self):
-            self.buf = bytearray(1000)
-            self.got = 0
-            self.done = floop.create_future()
-
-        def get_buffer(self, sizehint):
-            return self.buf
-
-        def buffer_updated(self, nbytes):
-            self.got += nbytes
-            if self.got == TOTAL:
-                self.done.set_result(None)
-
     async def main():
-        into = Into()
+        into = Into(floop, 1000)
         server = await floop.create_server(lambda: into, '127.0.0.1', 0, ssl=server_ctx)
         port = server.sockets[0].getsockname()[1]
         _, writer = await asyncio.open_connection('127.0.0.1', port, ssl=client_ctx,

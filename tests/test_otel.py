@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import ferroloop  # noqa: E402
 from ferroloop import otel  # noqa: E402
-from support import run  # noqa: E402
+from support import run, run_known_workload  # noqa: E402
 
 
 @pytest.fixture
@@ -108,13 +108,7 @@ def test_the_instruments_names_units_and_kinds(floop, reader, instrumented):
 
 
 def test_a_known_workload_is_published_as_counted(floop, reader, instrumented):
-    for _ in range(100):
-        floop.call_soon(lambda: None)
-    later = [floop.call_later(0.001, lambda: None) for _ in range(5)]
-    later[0].cancel()
-    later[1].cancel()
-    floop.call_later(0.02, floop.stop)
-    floop.run_forever()
+    run_known_workload(floop)
     c = collect(reader)
     m = floop.metrics()
     # 100 soon, 3 timers that fired, and stop().
