@@ -276,6 +276,11 @@ impl LoopCore {
         self.count(py, |m| m.connections_accepted += 1)
     }
 
+    /// Fds with a reader or a writer now.
+    fn fds_watched(&self, py: Python<'_>) -> usize {
+        self.fds.with(py, |f| f.iter().filter(|w| w.interest() != 0).count())
+    }
+
     /// Appends to the ready queue, noting when for the ready-lag histogram.
     #[inline]
     fn enqueue(&self, py: Python<'_>, h: Py<Handle>) {
@@ -1084,7 +1089,7 @@ impl LoopCore {
         d.set_item("connections_accepted", m.connections_accepted)?;
         d.set_item("tasks_created", m.tasks_created)?;
         d.set_item("slow_callbacks", m.slow_callbacks)?;
-        d.set_item("fds_watched", self.fds.with(py, |f| f.iter().filter(|w| w.interest() != 0).count()))?;
+        d.set_item("fds_watched", self.fds_watched(py))?;
         let (read, written) = (PyDict::new(py), PyDict::new(py));
         for (name, (r, w)) in TRANSPORT_KINDS.iter().zip(m.bytes) {
             read.set_item(name, r)?;
@@ -1105,7 +1110,7 @@ impl LoopCore {
         (
             self.ready.with(py, |r| r.len()),
             self.timers.with(py, |t| t.len()),
-            self.fds.with(py, |f| f.iter().filter(|w| w.interest() != 0).count()),
+            self.fds_watched(py),
         )
     }
 }
